@@ -1,0 +1,90 @@
+"""Command line: ``hatch-lambda requirements`` (also ``python -m hatch_lambda``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import LambdaBuildError
+from .lock import Distribution, Resolution, resolve
+from .target import RUNTIMES, Target, lowest_runtime
+
+
+def requirement_lines(resolution: Resolution, *, hashes: bool = False, show_files: bool = False) -> list[str]:
+    """One line per distribution, in pip's requirements format."""
+    lock_dir = resolution.lock_path.parent
+    lines = []
+    for dist in resolution.distributions:
+        line = _requirement(dist, lock_dir, hashes)
+        if show_files:
+            label = dist.file.label if dist.file else f"built from {dist.source_kind} {dist.source}"
+            line = f"{line}  # {label}" if "\n" not in line else f"{line}\n    # {label}"
+        lines.append(line)
+    return lines
+
+
+def _requirement(dist: Distribution, lock_dir: Path, hashes: bool) -> str:
+    if not hashes:
+        return dist.pin
+    if dist.file is None or not dist.file.sha256:
+        # A directory or git checkout has no file to hash; pip cannot install it
+        # in --require-hashes mode, so it is named but left commented out.
+        return f"# {dist.pin} (from {dist.source_kind} {dist.source}: no file to hash, build it separately)"
+    if dist.source_kind == "registry":
+        head = dist.pin
+    elif dist.file.url:
+        head = f"{dist.name} @ {dist.file.url}"
+    else:
+        head = f"{dist.name} @ {(lock_dir / dist.file.path).resolve().as_uri()}"
+    return f"{head} \\\n    --hash=sha256:{dist.file.sha256}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hatch-lambda", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    req = commands.add_parser(
+        "requirements",
+        help="print the pinned distributions one Lambda runtime needs, read from uv.lock",
+    )
+    req.add_argument("project_dir", nargs="?", default=".", type=Path, help="project directory (default: .)")
+    req.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: lowest allowed")
+    req.add_argument("--arch", default="x86_64", help="x86_64 (default) or arm64")
+    req.add_argument("--extra", action="append", default=[], metavar="NAME", help="include an optional extra")
+    req.add_argument("--group", action="append", default=[], metavar="NAME", help="include a dependency group")
+    req.add_argument("--package", help="a workspace member to start from instead of the project")
+    req.add_argument("--exclude", action="append", default=[], metavar="NAME",
+                     help="leave out a distribution and what only it pulls in")
+    req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
+    req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        python = args.python
+        if python is None:
+            from .lock import find_lock, read_lock
+
+            python = lowest_runtime(read_lock(find_lock(args.project_dir)).requires_python)
+        target = Target(python, args.arch)
+        resolution = resolve(
+            args.project_dir,
+            target,
+            extras=args.extra,
+            groups=args.group,
+            package=args.package,
+            exclude=args.exclude,
+        )
+    except LambdaBuildError as exc:
+        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
+        return 2
+    out = requirement_lines(resolution, hashes=args.hashes, show_files=args.show_files)
+    if out:
+        print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

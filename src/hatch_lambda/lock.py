@@ -1,0 +1,439 @@
+"""Reading ``uv.lock``: the exact set of distributions one target needs.
+
+No resolver runs here. The lock already holds the resolution for every
+platform; this module walks it from the project through the dependency edges
+whose markers hold for the :class:`~hatch_lambda.target.Target`, and picks for
+each distribution the best file that runtime can install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from packaging.markers import InvalidMarker
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from .errors import LambdaBuildError
+from .markers import encode_extra, encode_group, evaluate
+from .target import RUNTIMES, Target
+
+SUPPORTED_LOCK_VERSIONS = (1,)
+SOURCE_KINDS = ("registry", "editable", "directory", "virtual", "path", "url", "git")
+#: Sources whose code lives in the project tree and is built, not downloaded.
+LOCAL_KINDS = ("editable", "directory", "virtual")
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    """One file the lock names for a distribution: a wheel or an sdist."""
+
+    kind: str  # "wheel" or "sdist"
+    filename: str
+    url: str | None = None  # remote location
+    path: str | None = None  # local location, relative to the lock's directory
+    sha256: str | None = None
+    size: int | None = None
+    tag: str | None = None  # for a wheel: the best of its tags for the target
+
+    @property
+    def label(self) -> str:
+        return self.tag if self.kind == "wheel" else "sdist"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One distribution the target needs, as the lock pins it."""
+
+    name: str  # canonical
+    version: str
+    source_kind: str  # one of SOURCE_KINDS
+    source: str  # index URL, path, URL or git URL, as the lock writes it
+    file: LockedFile | None  # None for sources built from a directory or git
+
+    @property
+    def is_local(self) -> bool:
+        return self.source_kind in LOCAL_KINDS
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The closure of one project's dependencies for one target."""
+
+    lock_path: Path
+    lock_digest: str  # sha256 of uv.lock's bytes
+    root: str
+    target: Target
+    extras: tuple[str, ...]
+    groups: tuple[str, ...]
+    distributions: tuple[Distribution, ...]  # sorted by name, root left out
+
+    def names(self) -> list[str]:
+        return [dist.name for dist in self.distributions]
+
+
+@dataclass
+class Lock:
+    """A parsed ``uv.lock``."""
+
+    path: Path
+    digest: str
+    data: dict
+    packages: dict[str, list[dict]] = field(default_factory=dict)
+
+    @property
+    def requires_python(self) -> str | None:
+        return self.data.get("requires-python")
+
+    @property
+    def members(self) -> list[str]:
+        return [canonicalize_name(m) for m in self.data.get("manifest", {}).get("members", [])]
+
+    def entry(self, name: str, *, version: str | None = None, source: dict | None = None, via: str = "") -> dict:
+        """The package entry an edge points at; forks carry ``version``/``source``."""
+        candidates = self.packages.get(canonicalize_name(name), [])
+        if version is not None:
+            candidates = [c for c in candidates if c.get("version") == version]
+        if source is not None:
+            candidates = [c for c in candidates if c.get("source") == source]
+        if len(candidates) != 1:
+            what = f"{name}" + (f" {version}" if version else "")
+            found = "no entry" if not candidates else f"{len(candidates)} entries"
+            raise LambdaBuildError(
+                f"{self.path}: {via or 'a dependency edge'} points at {what}, which has {found} in the lock",
+                "the lock is inconsistent; run `uv lock` to regenerate it",
+            )
+        return candidates[0]
+
+
+def find_lock(project_dir: Path) -> Path:
+    """``uv.lock`` of the project, or of the workspace that holds it."""
+    project_dir = project_dir.resolve()
+    for directory in (project_dir, *project_dir.parents):
+        candidate = directory / "uv.lock"
+        if candidate.is_file():
+            return candidate
+        if (directory / ".git").exists():
+            break
+    raise LambdaBuildError(
+        f"no uv.lock in {project_dir} or the workspace above it",
+        f"run `uv lock` in {project_dir} and commit the uv.lock it writes",
+    )
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LambdaBuildError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LambdaBuildError(f"{path}: TOML syntax error: {exc}", f"fix the syntax of {path.name}") from None
+
+
+def read_lock(path: Path) -> Lock:
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise LambdaBuildError(
+            f"{path}: TOML syntax error: {exc}", "regenerate it with `uv lock` (and resolve any merge conflict)"
+        ) from None
+    version = data.get("version")
+    if version not in SUPPORTED_LOCK_VERSIONS:
+        raise LambdaBuildError(
+            f"{path}: lock file version {version!r} is not supported (hatch-lambda reads version "
+            f"{', '.join(map(str, SUPPORTED_LOCK_VERSIONS))})",
+            "regenerate the lock with a uv release that writes version 1, or upgrade hatch-lambda",
+        )
+    lock = Lock(path=path, digest=hashlib.sha256(raw).hexdigest(), data=data)
+    for package in data.get("package", []):
+        lock.packages.setdefault(canonicalize_name(package["name"]), []).append(package)
+    return lock
+
+
+def source_kind(entry: dict) -> tuple[str, str]:
+    source = entry.get("source", {})
+    for kind in SOURCE_KINDS:
+        if kind in source:
+            return kind, str(source[kind])
+    raise LambdaBuildError(f"package {entry.get('name')} has an unknown source {source!r} in uv.lock")
+
+
+def _filename(file: dict) -> str:
+    if "filename" in file:
+        return file["filename"]
+    location = file.get("url") or file.get("path") or ""
+    return unquote(urlsplit(location).path.rsplit("/", 1)[-1])
+
+
+def _sha256(file: dict) -> str | None:
+    digest = file.get("hash")
+    if digest and digest.startswith("sha256:"):
+        return digest.removeprefix("sha256:")
+    return None
+
+
+def _locked_file(kind: str, file: dict, tag: str | None = None) -> LockedFile:
+    return LockedFile(
+        kind=kind,
+        filename=_filename(file),
+        url=file.get("url"),
+        path=file.get("path"),
+        sha256=_sha256(file),
+        size=file.get("size"),
+        tag=tag,
+    )
+
+
+def wheel_tags(file: dict) -> frozenset:
+    try:
+        return parse_wheel_filename(_filename(file))[3]
+    except InvalidWheelFilename:
+        return frozenset()
+
+
+def best_wheel(entry: dict, target: Target) -> LockedFile | None:
+    """The wheel of ``entry`` whose best tag ranks first for ``target``."""
+    priority = target.tag_priority
+    best: tuple[int, dict, str] | None = None
+    for wheel in entry.get("wheels", []):
+        ranks = [(priority[tag], str(tag)) for tag in wheel_tags(wheel) if tag in priority]
+        if ranks:
+            rank, tag = min(ranks)
+            if best is None or rank < best[0]:
+                best = (rank, wheel, tag)
+    return None if best is None else _locked_file("wheel", best[1], best[2])
+
+
+def choose_file(entry: dict, target: Target) -> LockedFile | None:
+    """Best wheel, else the sdist, else None."""
+    wheel = best_wheel(entry, target)
+    if wheel is not None:
+        return wheel
+    if "sdist" in entry:
+        return _locked_file("sdist", entry["sdist"])
+    return None
+
+
+def resolve(
+    project_dir: Path,
+    target: Target,
+    *,
+    extras: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    package: str | None = None,
+    exclude: Iterable[str] = (),
+    check_fresh: bool = True,
+) -> Resolution:
+    """The distributions ``project_dir`` needs on ``target``, straight from uv.lock.
+
+    ``exclude`` names distributions to leave out together with whatever only
+    they pulled in. ``package`` picks a workspace member other than the
+    project in ``project_dir``.
+    """
+    project_dir = Path(project_dir)
+    lock_path = find_lock(project_dir)
+    lock = read_lock(lock_path)
+    root = canonicalize_name(package) if package else _project_name(project_dir, lock)
+    extras = tuple(sorted({canonicalize_name(e) for e in extras}))
+    groups = tuple(sorted({canonicalize_name(g) for g in groups}))
+    exclude = {canonicalize_name(name) for name in exclude}
+
+    _check_requires_python(lock, target)
+    if check_fresh:
+        from .staleness import check_fresh as _check_fresh
+
+        _check_fresh(lock, project_dir if not package else None)
+
+    root_entry = lock.entry(root, via="the project")
+    _check_requested(lock, root_entry, extras, groups)
+
+    entries = _walk(lock, root_entry, target, extras, groups, exclude)
+    distributions = []
+    missing = []
+    for entry in entries:
+        if canonicalize_name(entry["name"]) == root:
+            continue
+        kind, where = source_kind(entry)
+        if kind == "virtual":
+            continue
+        file = None
+        if kind not in LOCAL_KINDS and kind != "git":
+            file = choose_file(entry, target)
+            if file is None:
+                missing.append(entry)
+                continue
+        distributions.append(
+            Distribution(
+                name=canonicalize_name(entry["name"]),
+                version=str(entry.get("version", "")),
+                source_kind=kind,
+                source=where,
+                file=file,
+            )
+        )
+    if missing:
+        raise _no_file_error(lock, missing, target)
+    distributions.sort(key=lambda d: (d.name, d.version))
+    return Resolution(
+        lock_path=lock_path,
+        lock_digest=lock.digest,
+        root=root,
+        target=target,
+        extras=extras,
+        groups=groups,
+        distributions=tuple(distributions),
+    )
+
+
+def _project_name(project_dir: Path, lock: Lock) -> str:
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        raise LambdaBuildError(f"no pyproject.toml in {project_dir}")
+    name = read_toml(pyproject).get("project", {}).get("name")
+    if not name:
+        raise LambdaBuildError(
+            f"{pyproject} has no [project] name",
+            "name the workspace member to build with --package",
+        )
+    return canonicalize_name(name)
+
+
+def _check_requires_python(lock: Lock, target: Target) -> None:
+    text = lock.requires_python
+    if not text:
+        return
+    try:
+        spec = SpecifierSet(text)
+    except InvalidSpecifier:
+        raise LambdaBuildError(f"{lock.path}: invalid requires-python {text!r}", "run `uv lock`") from None
+    if not any(spec.contains(f"{target.python}.{patch}", prereleases=True) for patch in (0, 99)):
+        allowed = [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+        raise LambdaBuildError(
+            f"python {target.python} is outside the project's requires-python {text!r} ({lock.path})",
+            f"target one of: {', '.join(allowed)}" if allowed else "widen requires-python in pyproject.toml",
+        )
+
+
+def _check_requested(lock: Lock, root: dict, extras: tuple[str, ...], groups: tuple[str, ...]) -> None:
+    metadata = root.get("metadata", {})
+    known_extras = {canonicalize_name(e) for e in metadata.get("provides-extras", [])}
+    known_extras |= {canonicalize_name(e) for e in root.get("optional-dependencies", {})}
+    known_groups = {canonicalize_name(g) for g in metadata.get("requires-dev", {})}
+    known_groups |= {canonicalize_name(g) for g in root.get("dev-dependencies", {})}
+    for kind, asked, known in (("extra", extras, known_extras), ("group", groups, known_groups)):
+        unknown = sorted(set(asked) - known)
+        if unknown:
+            table = "[project.optional-dependencies]" if kind == "extra" else "[dependency-groups]"
+            raise LambdaBuildError(
+                f"{root['name']} has no {kind} {', '.join(map(repr, unknown))} (in {lock.path})",
+                f"choose from: {', '.join(sorted(known)) or 'none defined'}; or add it to {table} and run `uv lock`",
+            )
+
+
+def _walk(
+    lock: Lock,
+    root: dict,
+    target: Target,
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
+    exclude: set[str],
+) -> list[dict]:
+    """All entries reachable from ``root``; repeated until the active extras settle.
+
+    Conflict markers depend on which extras and groups are active anywhere in
+    the graph, which is only known after a walk; one more walk confirms it.
+    """
+    root_name = canonicalize_name(root["name"])
+    active = {encode_extra(root_name, e) for e in extras} | {encode_group(root_name, g) for g in groups}
+    while True:
+        entries, activated = _walk_once(lock, root, target, extras, groups, exclude, frozenset(active))
+        if activated <= active:
+            return entries
+        active |= activated
+
+
+def _section(entry: dict, table: str, name: str) -> list[dict]:
+    for key, edges in entry.get(table, {}).items():
+        if canonicalize_name(key) == name:
+            return edges
+    return []
+
+
+def _walk_once(lock, root, target, extras, groups, exclude, active):
+    """One walk: (entries in discovery order, pseudo-extras the edges activated)."""
+    environment = target.marker_environment
+    seen: set[tuple[int, str | None]] = set()
+    order: dict[int, dict] = {id(root): root}
+    activated: set[str] = set()
+    # Work items are (parent, edges): the root's base dependencies and the
+    # extras and groups asked for; a reached package adds its base edges and
+    # the optional-dependencies of each extra its incoming edge names.
+    stack: list[tuple[dict, list[dict]]] = [(root, root.get("dependencies", []))]
+    stack += [(root, _section(root, "optional-dependencies", e)) for e in extras]
+    stack += [(root, _section(root, "dev-dependencies", g)) for g in groups]
+    while stack:
+        parent, edges = stack.pop()
+        for edge in edges:
+            name = canonicalize_name(edge["name"])
+            if name in exclude or not _follow(edge, environment, active, lock):
+                continue
+            child = _edge_target(lock, edge, parent["name"])
+            order.setdefault(id(child), child)
+            for extra in (None, *(canonicalize_name(e) for e in edge.get("extra", []))):
+                if (id(child), extra) in seen:
+                    continue
+                seen.add((id(child), extra))
+                if extra is None:
+                    stack.append((child, child.get("dependencies", [])))
+                else:
+                    activated.add(encode_extra(name, extra))
+                    stack.append((child, _section(child, "optional-dependencies", extra)))
+    return list(order.values()), activated
+
+
+def _edge_target(lock: Lock, edge: dict, parent: str) -> dict:
+    return lock.entry(
+        edge["name"], version=edge.get("version"), source=edge.get("source"), via=f"{parent}'s dependency"
+    )
+
+
+def _follow(edge: dict, environment: dict, active: frozenset, lock: Lock) -> bool:
+    try:
+        return evaluate(edge.get("marker"), environment, active)
+    except InvalidMarker as exc:
+        raise LambdaBuildError(f"{lock.path}: invalid marker on {edge.get('name')}: {exc}", "run `uv lock`") from None
+
+
+def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> LambdaBuildError:
+    lines = []
+    fixes = []
+    for entry in entries:
+        platforms = sorted({str(tag.platform) for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)})
+        pythons = sorted({str(tag.interpreter) for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)})
+        name = f"{entry['name']} {entry.get('version', '')}".strip()
+        lines.append(
+            f"{name} has no wheel for {target.describe()} and no sdist; "
+            f"it ships wheels for {', '.join(platforms) or 'no platform'} ({', '.join(pythons) or '-'})"
+        )
+        works = [
+            p
+            for p in RUNTIMES
+            if p != target.python and best_wheel(entry, Target(p, target.arch)) is not None
+        ]
+        if works:
+            fixes.append(f"target python {' or '.join(works)} (which {entry['name']} supports)")
+        fixes.append(
+            f"pin {entry['name']} to a release with a wheel for glibc {target.glibc[0]}.{target.glibc[1]} "
+            f"or older ({target.platforms[0]}, manylinux2014_{target.machine}) and run `uv lock`"
+        )
+    return LambdaBuildError(f"{lock.path}: " + "; ".join(lines), "; or ".join(dict.fromkeys(fixes)))

@@ -1,0 +1,192 @@
+"""Is uv.lock still the resolution of pyproject.toml?
+
+uv records each workspace member's declared requirements under
+``[package.metadata]``. They are compared with what ``pyproject.toml`` says
+now: names, extras and version specifiers exactly; markers by what they
+decide on every Lambda runtime (uv rewrites marker text, e.g.
+``python_version`` into ``python_full_version``, so the text cannot be
+compared).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.markers import InvalidMarker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from .errors import LambdaBuildError
+from .lock import LOCAL_KINDS, Lock, read_toml, source_kind
+from .markers import evaluate
+from .target import ARCHES, RUNTIMES, Target
+
+_SOURCE_KEYS = ("editable", "directory", "path", "git", "url", "virtual", "workspace", "index")
+
+
+def check_fresh(lock: Lock, project_dir: Path | None) -> None:
+    """Raise when any workspace member's pyproject.toml disagrees with the lock."""
+    lock_dir = lock.path.parent
+    checked = set()
+    for entries in lock.packages.values():
+        for entry in entries:
+            kind, where = source_kind(entry)
+            if kind not in LOCAL_KINDS or "metadata" not in entry:
+                continue
+            pyproject = (lock_dir / where / "pyproject.toml").resolve()
+            if pyproject in checked or not pyproject.is_file():
+                continue
+            checked.add(pyproject)
+            _compare(lock, entry, pyproject)
+    if project_dir is not None:
+        own = (Path(project_dir) / "pyproject.toml").resolve()
+        if own not in checked and own.is_file():
+            name = read_toml(own).get("project", {}).get("name")
+            if name and canonicalize_name(name) not in lock.packages:
+                _stale(lock, own, f"{name} is not in the lock")
+
+
+def _stale(lock: Lock, pyproject: Path, detail: str) -> None:
+    raise LambdaBuildError(
+        f"{lock.path} is out of date with {pyproject}: {detail}",
+        f"run `uv lock` in {lock.path.parent} and commit the result",
+    )
+
+
+def _compare(lock: Lock, entry: dict, pyproject: Path) -> None:
+    data = read_toml(pyproject)
+    project = data.get("project", {})
+    metadata = entry["metadata"]
+    extras = sorted(canonicalize_name(e) for e in project.get("optional-dependencies", {}))
+
+    declared = [*project.get("dependencies", [])]
+    for extra, requirements in project.get("optional-dependencies", {}).items():
+        for text in requirements:
+            declared.append(_with_extra(text, extra, pyproject))
+    targets = _targets(lock.requires_python)
+    sourced = frozenset(canonicalize_name(n) for n in data.get("tool", {}).get("uv", {}).get("sources", {}))
+    ours = _Context(pyproject, extras, targets, sourced)
+    theirs = _Context(lock.path, extras, targets, sourced)
+    want = _requirement_keys(declared, ours, from_lock=False)
+    have = _requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
+    if want != have:
+        _stale(lock, pyproject, _difference("dependencies", want, have))
+
+    if "provides-extras" in metadata:
+        locked_extras = sorted(canonicalize_name(e) for e in metadata["provides-extras"])
+        if locked_extras != extras:
+            _stale(lock, pyproject, f"optional-dependencies {extras} but the lock has {locked_extras}")
+
+    groups = _groups(data, pyproject)
+    locked_groups = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
+    if set(groups) != set(locked_groups):
+        _stale(lock, pyproject, f"dependency groups {sorted(groups)} but the lock has {sorted(locked_groups)}")
+    for group, requirements in groups.items():
+        want = _requirement_keys(requirements, ours, from_lock=False)
+        have = _requirement_keys(locked_groups[group], theirs, from_lock=True)
+        if want != have:
+            _stale(lock, pyproject, _difference(f"group {group!r}", want, have))
+
+
+def _with_extra(text: str, extra: str, where: Path) -> str:
+    requirement = _parse(text, where)
+    condition = f'extra == "{extra}"'
+    marker = f"({requirement.marker}) and {condition}" if requirement.marker else condition
+    requirement.marker = None
+    return f"{requirement}; {marker}"
+
+
+def _groups(data: dict, where: Path) -> dict[str, list[str]]:
+    raw = {canonicalize_name(k): v for k, v in data.get("dependency-groups", {}).items()}
+    legacy = data.get("tool", {}).get("uv", {}).get("dev-dependencies")
+    if legacy is not None:
+        raw.setdefault("dev", [])
+        raw["dev"] = [*raw["dev"], *legacy]
+
+    def expand(group: str, trail: tuple[str, ...]) -> list[str]:
+        if group in trail:
+            raise LambdaBuildError(f"{where}: dependency group {group!r} includes itself")
+        if group not in raw:
+            raise LambdaBuildError(f"{where}: dependency group {group!r} is included but not defined")
+        out = []
+        for item in raw[group]:
+            if isinstance(item, dict) and "include-group" in item:
+                out.extend(expand(canonicalize_name(item["include-group"]), (*trail, group)))
+            elif isinstance(item, str):
+                out.append(item)
+        return out
+
+    return {group: expand(group, ()) for group in raw}
+
+
+def _parse(text: str, where: Path) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise LambdaBuildError(f"{where}: invalid requirement {text!r}: {exc}") from None
+
+
+def _targets(requires_python: str | None) -> list[Target]:
+    """The runtimes the lock covers: the environments a marker is judged on."""
+    spec = SpecifierSet(requires_python or "")
+    pythons = [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+    return [Target(python, arch) for python in pythons or RUNTIMES for arch in ARCHES]
+
+
+def _marker_signature(marker: str | None, context: "_Context") -> tuple[bool, ...]:
+    out = []
+    try:
+        for target in context.targets:
+            for extra in ("", *context.extras):
+                out.append(evaluate(marker, target.marker_environment, {extra} if extra else set()))
+    except InvalidMarker as exc:
+        raise LambdaBuildError(f"{context.where}: invalid marker {marker!r}: {exc}") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _Context:
+    where: Path
+    extras: list[str]
+    targets: list[Target]
+    sourced: frozenset[str]  # names given a source in [tool.uv.sources]
+
+
+def _requirement_keys(items: list, context: _Context, *, from_lock: bool) -> Counter:
+    keys: Counter = Counter()
+    for item in items:
+        if from_lock:
+            name = item["name"]
+            req_extras = item.get("extras", [])
+            has_source = any(key in item for key in _SOURCE_KEYS)
+            specifier = "" if has_source else str(SpecifierSet(item.get("specifier", "")))
+            marker = item.get("marker")
+        else:
+            requirement = _parse(item, context.where)
+            name = requirement.name
+            req_extras = requirement.extras
+            has_source = requirement.url is not None or canonicalize_name(name) in context.sourced
+            specifier = "" if has_source else str(requirement.specifier)
+            marker = str(requirement.marker) if requirement.marker else None
+        key = (
+            canonicalize_name(name),
+            tuple(sorted(canonicalize_name(e) for e in req_extras)),
+            specifier,
+            _marker_signature(marker, context),
+        )
+        keys[key] += 1
+    return keys
+
+
+def _difference(what: str, want: Counter, have: Counter) -> str:
+    added = sorted({key[0] for key in want - have})
+    removed = sorted({key[0] for key in have - want})
+    parts = []
+    if added:
+        parts.append(f"{', '.join(added)} changed or added in pyproject.toml")
+    if removed:
+        parts.append(f"{', '.join(removed)} as locked no longer declared")
+    return f"{what}: " + "; ".join(parts)

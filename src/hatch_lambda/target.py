@@ -1,0 +1,168 @@
+"""The Lambda runtime a build is for: Python version, CPU, glibc.
+
+From a :class:`Target` come the complete marker environment (every key set, so
+nothing falls back to the host's values) and the ordered list of wheel tags
+the runtime accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+
+from .errors import LambdaBuildError
+
+#: Python version -> (Amazon Linux release, glibc (major, minor)).
+RUNTIMES: dict[str, tuple[str, tuple[int, int]]] = {
+    "3.10": ("Amazon Linux 2", (2, 26)),
+    "3.11": ("Amazon Linux 2", (2, 26)),
+    "3.12": ("Amazon Linux 2023", (2, 34)),
+    "3.13": ("Amazon Linux 2023", (2, 34)),
+    "3.14": ("Amazon Linux 2023", (2, 34)),
+}
+RETIRED = ("2.7", "3.6", "3.7", "3.8", "3.9")
+
+#: User-facing arch name -> machine name as Python and ELF tools report it.
+ARCHES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
+ARCH_ALIASES = {"amd64": "x86_64", "aarch64": "arm64"}
+
+#: Legacy manylinux names and the glibc they stand for.
+LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+def check_python(python: str) -> str:
+    if python in RUNTIMES:
+        return python
+    if python in RETIRED:
+        raise LambdaBuildError(
+            f"python {python} is a retired Lambda runtime; AWS no longer accepts new functions on it",
+            f"use one of {', '.join(RUNTIMES)}",
+        )
+    raise LambdaBuildError(
+        f"unknown Lambda python version {python!r}",
+        f"use one of {', '.join(RUNTIMES)}",
+    )
+
+
+def check_arch(arch: str) -> str:
+    arch = ARCH_ALIASES.get(arch, arch)
+    if arch not in ARCHES:
+        raise LambdaBuildError(f"unknown Lambda arch {arch!r}", "use 'x86_64' or 'arm64'")
+    return arch
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Lambda runtime: ``python`` like "3.12", ``arch`` "x86_64" or "arm64"."""
+
+    python: str
+    arch: str = "x86_64"
+
+    def __post_init__(self) -> None:
+        check_python(self.python)
+        object.__setattr__(self, "arch", check_arch(self.arch))
+
+    @property
+    def machine(self) -> str:
+        """``platform.machine()`` on the runtime: x86_64 or aarch64."""
+        return ARCHES[self.arch]
+
+    @property
+    def os_release(self) -> str:
+        return RUNTIMES[self.python][0]
+
+    @property
+    def glibc(self) -> tuple[int, int]:
+        return RUNTIMES[self.python][1]
+
+    @property
+    def runtime(self) -> str:
+        """The Lambda runtime identifier, e.g. ``python3.12``."""
+        return f"python{self.python}"
+
+    @property
+    def docker_platform(self) -> str:
+        return "linux/amd64" if self.arch == "x86_64" else "linux/arm64"
+
+    @property
+    def version_tuple(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")
+        return int(major), int(minor)
+
+    @property
+    def full_version(self) -> str:
+        """The version markers compare against; the first release of the series."""
+        return f"{self.python}.0"
+
+    @cached_property
+    def marker_environment(self) -> dict[str, str]:
+        """Every PEP 508 marker variable, as the runtime would report it.
+
+        ``platform_release`` and ``platform_version`` describe the kernel of the
+        Lambda host, which AWS does not fix; they are left empty.
+        """
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": self.full_version,
+            "os_name": "posix",
+            "platform_machine": self.machine,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": self.full_version,
+            "python_version": self.python,
+            "sys_platform": "linux",
+        }
+
+    @cached_property
+    def platforms(self) -> list[str]:
+        """manylinux platform tags from the runtime's glibc down, with legacy aliases."""
+        major, top = self.glibc
+        out = []
+        for minor in range(top, 4, -1):
+            out.append(f"manylinux_{major}_{minor}_{self.machine}")
+            legacy = LEGACY_MANYLINUX.get((major, minor))
+            # The legacy names were only ever defined for x86 (and 2014 for aarch64 too).
+            if legacy and (self.machine == "x86_64" or legacy == "manylinux2014"):
+                out.append(f"{legacy}_{self.machine}")
+        return out
+
+    @cached_property
+    def tags(self) -> list[Tag]:
+        """Compatible wheel tags, most preferred first."""
+        version = self.version_tuple
+        return [
+            *cpython_tags(version, platforms=self.platforms),
+            *compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=self.platforms),
+        ]
+
+    @cached_property
+    def tag_priority(self) -> dict[Tag, int]:
+        """Tag -> rank (lower is better)."""
+        return {tag: rank for rank, tag in enumerate(self.tags)}
+
+    def describe(self) -> str:
+        major, minor = self.glibc
+        return f"python {self.python} {self.arch} ({self.os_release}, glibc {major}.{minor})"
+
+
+def lowest_runtime(requires_python: str | None) -> str:
+    """The lowest Lambda runtime that ``requires-python`` allows."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    if not requires_python:
+        return next(iter(RUNTIMES))
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier as exc:
+        raise LambdaBuildError(f"invalid requires-python {requires_python!r}: {exc}") from None
+    for python in RUNTIMES:
+        if spec.contains(f"{python}.0", prereleases=True) or spec.contains(f"{python}.99", prereleases=True):
+            return python
+    raise LambdaBuildError(
+        f"requires-python {requires_python!r} allows no Lambda runtime",
+        f"Lambda runs python {', '.join(RUNTIMES)}; widen requires-python",
+    )
