@@ -1,0 +1,141 @@
+"""The hatchling builders ``lambda-layer`` and ``lambda-fat``.
+
+Thin glue: read the target's table, collect each function's code the way
+hatch's wheel target selects files, and hand over to :mod:`.pipeline`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.config import BuilderConfig
+from hatchling.builders.plugin.interface import BuilderInterface
+from hatchling.builders.wheel import WheelBuilder
+
+from .archive import Entry
+from .config import FAT, LAYER, Function, LambdaConfig, load_config
+from .errors import LambdaBuildError
+from .pipeline import MANIFEST, build
+
+
+class LambdaBuilderConfig(BuilderConfig):
+    @property
+    def directory(self) -> str:
+        """``directory`` of the target, else ``<hatch's build directory>/lambda``."""
+        if "directory" in self.target_config:
+            return super().directory
+        return os.path.join(super().directory, "lambda")
+
+
+class _LambdaBuilder(BuilderInterface):
+    KIND = ""
+
+    @classmethod
+    def get_config_class(cls) -> type[BuilderConfig]:
+        return LambdaBuilderConfig
+
+    def get_version_api(self) -> dict[str, Any]:
+        return {"standard": self._build_standard}
+
+    def get_default_versions(self) -> list[str]:
+        return ["standard"]
+
+    def build(self, **kwargs: Any) -> Generator[str, None, None]:
+        # One "version" writes several zips; report each the way hatch reports a wheel.
+        self._artifacts: list[str] = []
+        for _ in super().build(**kwargs):
+            yield from self._artifacts
+
+    def clean(self, directory: str, versions: list[str]) -> None:
+        """Remove the zips and manifest a previous build of this target wrote."""
+        manifest = Path(directory, MANIFEST)
+        if not manifest.is_file():
+            return
+        try:
+            data = json.loads(manifest.read_text())
+        except ValueError:
+            return
+        if data.get("target") != self.KIND:
+            return
+        for artifact in data.get("artifacts", []):
+            Path(directory, Path(artifact["file"]).name).unlink(missing_ok=True)
+        manifest.unlink()
+
+    def lambda_config(self) -> LambdaConfig:
+        targets = self.build_config.get("targets", {})
+        return load_config(
+            self.KIND,
+            self.target_config,
+            targets.get(LAYER, {}),
+            project_name=self.metadata.core.name,
+            requires_python=self.metadata.core.requires_python,
+        )
+
+    def _build_standard(self, directory: str, **build_data: Any) -> str:
+        try:
+            config = self.lambda_config()
+            files = {function.name: self.function_files(function) for function in config.functions}
+            output = build(
+                config,
+                Path(self.root),
+                Path(directory),
+                files,
+                log=self.app.display_info,
+                warn=self.app.display_warning,
+            )
+        except LambdaBuildError as exc:
+            self.app.abort(f"hatch-lambda: {exc}", code=2)
+            raise  # abort exits; this line only runs with a test double
+        self._artifacts = [str(path) for path in output.artifacts]
+        self.app.display_info(f"wrote {output.manifest}")
+        return self._artifacts[0]
+
+    def function_files(self, function: Function) -> list[Entry]:
+        """The files hatch's wheel target would ship with this function's options."""
+        raw = copy.deepcopy(self.raw_config)
+        if not function.is_default:
+            targets = raw.setdefault("tool", {}).setdefault("hatch", {}).setdefault("build", {}).setdefault("targets", {})
+            wheel: dict[str, Any] = {}
+            for key, value in (
+                ("packages", function.packages),
+                ("include", function.include),
+                ("exclude", function.exclude),
+                ("only-include", function.only_include),
+            ):
+                if value:
+                    wheel[key] = list(value)
+            targets["wheel"] = wheel
+        wheel_builder = WheelBuilder(
+            self.root, plugin_manager=self.plugin_manager, config=raw, metadata=self.metadata, app=self.app
+        )
+        try:
+            entries = [
+                Entry(included.distribution_path.replace(os.sep, "/"), Path(included.path))
+                for included in wheel_builder.recurse_included_files()
+            ]
+        except (ValueError, TypeError) as exc:
+            raise LambdaBuildError(
+                f"cannot select the code of function {function.name!r}: {exc}",
+                f"set packages/include for it under [tool.hatch.build.targets.{LAYER}.functions]",
+            ) from None
+        if not entries:
+            raise LambdaBuildError(
+                f"function {function.name!r} selects no files",
+                f"check its packages/include under [tool.hatch.build.targets.{LAYER}.functions]",
+            )
+        return entries
+
+
+class LambdaLayerBuilder(_LambdaBuilder):
+    PLUGIN_NAME = LAYER
+    KIND = LAYER
+
+
+class LambdaFatBuilder(_LambdaBuilder):
+    PLUGIN_NAME = FAT
+    KIND = FAT

@@ -1,0 +1,148 @@
+"""Downloading the lock's files into a cache, checked against the lock's sha256.
+
+Several downloads run at once. A file whose digest disagrees with the lock is
+an error and is never cached. The usual proxy variables apply (urllib reads
+them) and credentials for private indexes come from ``~/.netrc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import netrc
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import LambdaBuildError
+from .lock import Distribution
+
+CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """``$HATCH_LAMBDA_CACHE_DIR``, else ``$XDG_CACHE_HOME/hatch-lambda``, else ``~/.cache/hatch-lambda``."""
+    explicit = os.environ.get("HATCH_LAMBDA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hatch-lambda"
+
+
+def _netrc_header(url: str) -> dict[str, str]:
+    host = urlsplit(url).hostname
+    path = os.environ.get("NETRC") or Path.home() / ".netrc"
+    if not host or not Path(path).is_file():
+        return {}
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError):
+        return {}
+    if not entry:
+        return {}
+    login, _, password = entry
+    token = base64.b64encode(f"{login}:{password or ''}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
+    """The local path of ``dist``'s chosen file, downloaded and verified if needed."""
+    file = dist.file
+    assert file is not None
+    if file.url is None:
+        # A path source: the file is in the project tree, relative to the lock.
+        local = (lock_dir / (file.path or dist.source)).resolve()
+        if not local.is_file():
+            raise LambdaBuildError(f"{dist.pin}: {local} does not exist (named in uv.lock)", "run `uv lock`")
+        _verify(local, dist)
+        return local
+    if not file.sha256:
+        raise LambdaBuildError(
+            f"{dist.pin}: uv.lock has no sha256 for {file.filename}",
+            "run `uv lock` so every file carries a hash",
+        )
+    final = cache / "files" / file.sha256[:2] / file.sha256 / file.filename
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    request = urllib.request.Request(file.url, headers={"User-Agent": "hatch-lambda", **_netrc_header(file.url)})
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=final.parent, delete=False, suffix=".part") as out:
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                while chunk := response.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError) as exc:
+            out.close()
+            os.unlink(out.name)
+            raise LambdaBuildError(
+                f"{dist.pin}: downloading {file.url} failed: {getattr(exc, 'reason', exc)}",
+                "check the network, the proxy variables (HTTPS_PROXY) and ~/.netrc for private indexes",
+            ) from None
+    if digest.hexdigest() != file.sha256:
+        os.unlink(out.name)
+        raise LambdaBuildError(
+            f"{dist.pin}: {file.filename} has sha256 {digest.hexdigest()}, but uv.lock says {file.sha256}",
+            "the file changed on the index or the lock was edited; run `uv lock --refresh-package "
+            f"{dist.name}` and review the change",
+        )
+    os.replace(out.name, final)
+    return final
+
+
+def _verify(path: Path, dist: Distribution) -> None:
+    expected = dist.file.sha256 if dist.file else None
+    if not expected:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise LambdaBuildError(
+            f"{dist.pin}: {path} has sha256 {digest.hexdigest()}, but uv.lock says {expected}",
+            "run `uv lock` after changing a local file",
+        )
+
+
+def fetch_all(
+    dists: Iterable[Distribution],
+    cache: Path,
+    lock_dir: Path,
+    *,
+    jobs: int = 8,
+    on_done: Callable[[Distribution, Path], None] | None = None,
+) -> dict[str, Path]:
+    """Download every distribution's file, several at once: name -> local path."""
+    dists = [d for d in dists if d.file is not None]
+    out: dict[str, Path] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir) for d in dists}
+        errors = []
+        for dist in dists:
+            try:
+                out[dist.name] = futures[dist.name].result()
+            except LambdaBuildError as exc:
+                errors.append(exc)
+                continue
+            if on_done:
+                on_done(dist, out[dist.name])
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise LambdaBuildError("; ".join(e.problem for e in errors), errors[0].fix)
+    return out
+
+
+def copy_into(path: Path, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / path.name
+    shutil.copyfile(path, target)
+    return target

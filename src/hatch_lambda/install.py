@@ -1,0 +1,221 @@
+"""Staging: the resolved distributions unpacked into one site-packages tree.
+
+The "wheels" installer downloads each chosen file (see :mod:`.fetch`), builds
+what has no wheel (workspace members, path/directory sources, sdists) into a
+regular wheel on the host, and unpacks every wheel with pypa/installer. No
+pip, no resolver: exactly the lock's pins, nothing else.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.records import parse_record_file
+from installer.sources import WheelFile
+from packaging.utils import parse_wheel_filename
+
+from .errors import LambdaBuildError
+from .fetch import fetch_all
+from .lock import Distribution, Resolution
+from .target import Target
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StagedDistribution:
+    name: str
+    version: str
+    how: str  # "wheel", "built on host", "built in image", ...
+    files: tuple[str, ...]  # posix paths relative to the staging root
+
+
+@dataclass(frozen=True)
+class StagedTree:
+    """A site-packages tree holding every distribution a target needs."""
+
+    root: Path
+    target: Target
+    distributions: tuple[StagedDistribution, ...]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel ready to unpack, and how it came to be."""
+
+    dist: Distribution
+    path: Path
+    how: str
+
+
+def is_pure(wheel_name: str) -> bool:
+    tags = parse_wheel_filename(wheel_name)[3]
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
+
+
+def check_wheel_entries(path: Path, dist: Distribution) -> None:
+    """Refuse absolute paths, ``..`` and symbolic links inside a wheel."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            parts = PurePosixPath(name).parts
+            is_link = stat.S_ISLNK(info.external_attr >> 16)
+            if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts or is_link:
+                what = "a symbolic link" if is_link else "a path outside its install directory"
+                raise LambdaBuildError(
+                    f"{dist.pin}: {path.name} holds {what}: {name!r}; refusing to install it",
+                    f"report it to the {dist.name} maintainers, or leave the package out with exclude-packages",
+                )
+
+
+def unpack(wheel: Wheel, root: Path, target: Target, discard: Path) -> StagedDistribution:
+    """Unpack one wheel into ``root``; scripts, headers and data go to ``discard``."""
+    check_wheel_entries(wheel.path, wheel.dist)
+    scheme = {
+        "purelib": str(root),
+        "platlib": str(root),
+        "headers": str(discard / "headers"),
+        "scripts": str(discard / "bin"),
+        "data": str(discard / "data"),
+    }
+    destination = SchemeDictionaryDestination(
+        scheme,
+        interpreter=f"/var/lang/bin/python{target.python}",
+        script_kind="posix",
+        overwrite_existing=True,
+    )
+    with WheelFile.open(wheel.path) as source:
+        install(source, destination, additional_metadata={"INSTALLER": b"hatch-lambda\n"})
+        files = tuple(_installed_files(source, root))
+    return StagedDistribution(name=wheel.dist.name, version=wheel.dist.version, how=wheel.how, files=files)
+
+
+def _installed_files(source: WheelFile, root: Path) -> Iterable[str]:
+    """Paths the wheel put under ``root``, from its RECORD."""
+    data_dir = f"{source.data_dir}/"
+    for name, _, _ in parse_record_file(source.read_dist_info("RECORD").splitlines()):
+        if name.startswith(data_dir):
+            scheme, _, rest = name[len(data_dir):].partition("/")
+            if scheme not in ("purelib", "platlib"):
+                continue
+            name = rest
+        yield name
+    yield f"{source.dist_info_dir}/INSTALLER"
+
+
+def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
+    """Build a regular (not editable) wheel from a source tree with pypa/build."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(source_dir)]
+    if shutil.which("uv"):
+        command[4:4] = ["--installer", "uv"]
+    log(f"building {label} into a wheel")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n    ".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}")
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise LambdaBuildError(f"building {label} produced {len(wheels)} wheels, expected one")
+    return wheels[0]
+
+
+def unpack_sdist(path: Path, into: Path) -> Path:
+    """Unpack an sdist (.tar.gz or .zip) safely; the directory holding pyproject/setup.py."""
+    into.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                    raise LambdaBuildError(f"sdist {path.name} holds an unsafe path {name!r}")
+            archive.extractall(into)
+    else:
+        with tarfile.open(path) as archive:
+            archive.extractall(into, filter="data")
+    children = [p for p in into.iterdir() if p.is_dir()]
+    return children[0] if len(children) == 1 else into
+
+
+def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: Log) -> Wheel:
+    """Build ``dist`` on this machine; accepted only if the result is pure Python."""
+    if dist.is_local:
+        wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log)
+        return Wheel(dist, wheel, f"built from {dist.source}")
+    # An sdist: built once per digest and cached, since the sdist never changes.
+    built = cache / "built" / dist.file.sha256
+    existing = sorted(built.glob("*.whl")) if built.is_dir() else []
+    if existing:
+        wheel = existing[0]
+    else:
+        tree = unpack_sdist(source, work / "sdists" / dist.name)
+        wheel = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
+    if not is_pure(wheel.name):
+        raise LambdaBuildError(
+            f"{dist.pin} has only an sdist, and building it here gave {wheel.name}, which is not pure "
+            f"Python, so it may not run on Lambda",
+            'set installer = "docker" (or "auto" with Docker running) so it is built inside the Lambda image',
+        )
+    if not existing:
+        built.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(wheel, built / wheel.name)
+    return Wheel(dist, wheel, "sdist built on host")
+
+
+def collect_wheels(
+    resolution: Resolution, cache: Path, work: Path, log: Log
+) -> tuple[list[Wheel], list[Distribution], dict[str, Path]]:
+    """Wheels for what has one or is built from the project tree.
+
+    Returns (wheels, sdist-only distributions still to build, downloaded files by name).
+    """
+    lock_dir = resolution.lock_path.parent
+    git = [d for d in resolution.distributions if d.source_kind == "git"]
+    if git:
+        names = ", ".join(f"{d.pin} ({d.source})" for d in git)
+        raise LambdaBuildError(
+            f"git sources are not supported yet: {names}",
+            "publish the package to an index, or depend on a local checkout as a path source",
+        )
+    downloads = fetch_all(resolution.distributions, cache, lock_dir)
+    wheels, sdists = [], []
+    for dist in resolution.distributions:
+        if dist.is_local:
+            wheels.append(host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log))
+        elif dist.file.kind == "wheel":
+            wheels.append(Wheel(dist, downloads[dist.name], "wheel"))
+        else:
+            sdists.append(dist)
+    return wheels, sdists, downloads
+
+
+def stage(
+    resolution: Resolution,
+    root: Path,
+    *,
+    cache: Path,
+    log: Log = lambda message: None,
+) -> StagedTree:
+    """Install the resolution into ``root`` with the "wheels" installer."""
+    with tempfile.TemporaryDirectory(prefix="hatch-lambda-") as scratch:
+        work = Path(scratch)
+        wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
+        for dist in sdists:
+            wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
+        return unpack_all(wheels, root, resolution.target, work)
+
+
+def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> StagedTree:
+    root.mkdir(parents=True, exist_ok=True)
+    staged = [unpack(wheel, root, target, work / "discard") for wheel in sorted(wheels, key=lambda w: w.dist.name)]
+    return StagedTree(root=root, target=target, distributions=tuple(staged))

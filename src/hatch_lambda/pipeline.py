@@ -1,0 +1,165 @@
+"""One build, start to end: config -> resolved lock -> staged tree -> checked tree -> zips.
+
+Everything is written into a scratch directory beside the output first; only
+when every check has passed are the zips and ``manifest.json`` renamed into
+place, so a failed build leaves the previous artifacts untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archive import Entry, WrittenZip, tree_entries, write_zip
+from .audit import SizeCheck, audit_elf, check_sizes, sizes_by_distribution
+from .config import FAT, LAYER, LambdaConfig
+from .fetch import cache_dir
+from .install import StagedTree, stage
+from .lock import Resolution, resolve
+from .prune import PruneReport, prune
+
+Log = Callable[[str], None]
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    artifacts: tuple[Path, ...]  # zips, in the order they were reported
+    manifest: Path
+    resolution: Resolution
+    pruned: PruneReport
+
+
+def install_tree(config: LambdaConfig, resolution: Resolution, root: Path, log: Log) -> StagedTree:
+    """Stage the resolution with the configured installer."""
+    if config.installer in ("wheels", "auto"):
+        return stage(resolution, root, cache=cache_dir(), log=log)
+    from .docker_install import stage_with_docker
+
+    return stage_with_docker(config, resolution, root, cache=cache_dir(), log=log)
+
+
+def build(
+    config: LambdaConfig,
+    project_dir: Path,
+    out_dir: Path,
+    function_files: dict[str, list[Entry]],
+    *,
+    log: Log = print,
+    warn: Log = print,
+) -> BuildOutput:
+    target = config.target
+    resolution = resolve(
+        project_dir,
+        target,
+        extras=config.extras,
+        groups=config.groups,
+        package=config.package,
+        exclude=config.exclude_packages,
+    )
+    log(f"{config.kind}: {len(resolution.distributions)} distributions from {resolution.lock_path.name} "
+        f"for {target.describe()}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".hatch-lambda-", dir=out_dir))
+    try:
+        tree = install_tree(config, resolution, scratch / "site-packages", log)
+        for dist in tree.distributions:
+            if dist.how != "wheel":
+                log(f"  {dist.name} {dist.version}: {dist.how}")
+        pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+        if pruned.files:
+            rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
+            log(f"  stripped {pruned.files} files, {pruned.bytes / 1024:.0f} KiB ({rules})")
+        audit_elf(tree)
+        written, checks = _write_zips(config, tree, function_files, scratch)
+        check_sizes(
+            checks,
+            max_zipped_mb=config.max_zipped_mb,
+            max_unzipped_mb=config.max_unzipped_mb,
+            largest=sizes_by_distribution(tree),
+            mode=config.size_check,
+            warn=warn,
+        )
+        manifest = scratch / MANIFEST
+        manifest.write_text(json.dumps(_manifest(config, resolution, written, pruned), indent=2, sort_keys=True) + "\n")
+        final = []
+        for item in written:
+            destination = out_dir / item.path.name
+            os.replace(item.path, destination)
+            final.append(destination)
+        os.replace(manifest, out_dir / MANIFEST)
+        return BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_zips(
+    config: LambdaConfig, tree: StagedTree, function_files: dict[str, list[Entry]], scratch: Path
+) -> tuple[list[WrittenZip], list[SizeCheck]]:
+    written: list[WrittenZip] = []
+    checks: list[SizeCheck] = []
+    if config.kind == LAYER:
+        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip")
+        written.append(layer)
+        checks.append(SizeCheck("layer.zip", layer.zipped, layer.unzipped))
+        for name, entries in sorted(function_files.items()):
+            code = write_zip(entries, scratch / f"{name}.zip")
+            written.append(code)
+            # Lambda's unzipped limit covers the function and its layers together.
+            checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
+    else:
+        dependencies = tree_entries(tree.root)
+        for name, entries in sorted(function_files.items()):
+            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip")
+            written.append(fat)
+            checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
+    return written, checks
+
+
+def _manifest(config: LambdaConfig, resolution: Resolution, written: list[WrittenZip], pruned: PruneReport) -> dict:
+    distributions = [
+        {
+            "name": dist.name,
+            "version": dist.version,
+            "source": dist.source_kind,
+            "file": dist.file.filename if dist.file else None,
+        }
+        for dist in resolution.distributions
+    ]
+    artifacts = []
+    for item in written:
+        name = item.path.name
+        if config.kind == FAT:
+            kind = "function-fat"
+        else:
+            kind = "layer" if name == "layer.zip" else "function"
+        artifacts.append(
+            {
+                "file": name,
+                "kind": kind,
+                "sha256": item.sha256,
+                "sha256_base64": item.sha256_base64,
+                "zipped_bytes": item.zipped,
+                "unzipped_bytes": item.unzipped,
+                "entries": item.entries,
+            }
+        )
+    return {
+        "target": config.kind,
+        "python": config.target.python,
+        "runtime": config.target.runtime,
+        "arch": config.target.arch,
+        "layout": config.layout if config.kind == LAYER else "root",
+        "lock": {"file": resolution.lock_path.name, "sha256": resolution.lock_digest},
+        "extras": list(resolution.extras),
+        "groups": list(resolution.groups),
+        "excluded": sorted(config.exclude_packages),
+        "distributions": distributions,
+        "artifacts": artifacts,
+        "stripped": {"files": pruned.files, "bytes": pruned.bytes, "by_rule": pruned.by_rule},
+    }

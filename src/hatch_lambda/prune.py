@@ -1,0 +1,81 @@
+"""Stripping what Lambda never needs from a staged tree.
+
+Default rules: ``__pycache__`` directories, ``*.pyc``/``*.pyo``, test
+directories inside packages (``pkg/tests/``, ``pkg/sub/test/``), and
+``.dist-info`` files other than ``METADATA``, ``entry_points.txt`` and licence
+files, so ``importlib.metadata.version()`` and entry points keep working.
+``strip-patterns`` adds gitignore-style patterns to drop; ``keep-patterns``
+protects paths from every rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+TEST_DIRS = frozenset({"tests", "test"})
+KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|(LICEN[CS]E|COPYING|NOTICE|AUTHORS)[^/]*|licenses/.*)$", re.I)
+
+
+@dataclass
+class PruneReport:
+    files: int = 0
+    bytes: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)  # rule -> bytes
+    removed: list[str] = field(default_factory=list)  # posix paths, sorted
+
+    def add(self, rule: str, path: str, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self.by_rule[rule] = self.by_rule.get(rule, 0) + size
+        self.removed.append(path)
+
+
+def _spec(patterns: tuple[str, ...]) -> pathspec.PathSpec | None:
+    return pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
+
+
+def default_rule(path: str) -> str | None:
+    """The default rule that removes ``path`` (posix, relative to the tree), if any."""
+    parts = path.split("/")
+    if "__pycache__" in parts[:-1]:
+        return "__pycache__"
+    if parts[-1].endswith((".pyc", ".pyo")):
+        return "*.pyc"
+    if parts[0].endswith(".dist-info"):
+        inner = "/".join(parts[1:])
+        return None if KEEP_DIST_INFO.match(inner) else "dist-info"
+    # A test directory below a top-level package, never a top-level one.
+    if any(part in TEST_DIRS for part in parts[1:-1]):
+        return "tests"
+    return None
+
+
+def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> PruneReport:
+    """Remove files from ``root`` by the rules; empty directories go too."""
+    report = PruneReport()
+    drop_spec, keep_spec = _spec(drop), _spec(keep)
+    if not strip and drop_spec is None:
+        return report
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        relative_dir = Path(directory).relative_to(root).as_posix()
+        for name in sorted(files):
+            path = name if relative_dir == "." else f"{relative_dir}/{name}"
+            rule = default_rule(path) if strip else None
+            if rule is None and drop_spec is not None and drop_spec.match_file(path):
+                rule = "strip-patterns"
+            if rule is None or (keep_spec is not None and keep_spec.match_file(path)):
+                continue
+            full = Path(directory, name)
+            report.add(rule, path, full.lstat().st_size)
+            full.unlink()
+    for directory, _, _ in os.walk(root, topdown=False):
+        if Path(directory) != root and not os.listdir(directory):
+            os.rmdir(directory)
+    report.removed.sort()
+    return report
