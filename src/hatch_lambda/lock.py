@@ -182,7 +182,15 @@ def _sha256(file: dict) -> str | None:
     return None
 
 
-def _locked_file(kind: str, file: dict, tag: str | None = None) -> LockedFile:
+def _locked_file(kind: str, file: dict, tag: str | None = None, source: dict | None = None) -> LockedFile:
+    # For a url or path source uv writes the file without a location (an sdist
+    # as just ``{ hash = ... }``, a wheel as ``{ filename, hash }``): the file
+    # is the source itself.
+    if source and not file.get("url") and not file.get("path"):
+        if "url" in source:
+            file = {**file, "url": source["url"]}
+        elif "path" in source:
+            file = {**file, "path": source["path"]}
     return LockedFile(
         kind=kind,
         filename=_filename(file),
@@ -211,7 +219,7 @@ def best_wheel(entry: dict, target: Target) -> LockedFile | None:
             rank, tag = min(ranks)
             if best is None or rank < best[0]:
                 best = (rank, wheel, tag)
-    return None if best is None else _locked_file("wheel", best[1], best[2])
+    return None if best is None else _locked_file("wheel", best[1], best[2], entry.get("source"))
 
 
 def choose_file(entry: dict, target: Target) -> LockedFile | None:
@@ -220,7 +228,7 @@ def choose_file(entry: dict, target: Target) -> LockedFile | None:
     if wheel is not None:
         return wheel
     if "sdist" in entry:
-        return _locked_file("sdist", entry["sdist"])
+        return _locked_file("sdist", entry["sdist"], source=entry.get("source"))
     return None
 
 
