@@ -7,7 +7,6 @@ hatch's wheel target selects files, and hand over to :mod:`.pipeline`.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -20,7 +19,7 @@ from hatchling.builders.wheel import WheelBuilder
 from .archive import Entry
 from .config import FAT, LAYER, Function, LambdaConfig, load_config
 from .errors import LambdaBuildError
-from .pipeline import MANIFEST, build
+from .pipeline import MANIFEST, build, read_manifest, write_manifest
 
 
 class LambdaBuilderConfig(BuilderConfig):
@@ -52,19 +51,18 @@ class _LambdaBuilder(BuilderInterface):
             yield from self._artifacts
 
     def clean(self, directory: str, versions: list[str]) -> None:
-        """Remove the zips and manifest a previous build of this target wrote."""
-        manifest = Path(directory, MANIFEST)
-        if not manifest.is_file():
+        """Remove the zips a previous build of this target wrote, and its manifest section."""
+        sections = read_manifest(Path(directory))
+        section = sections.pop(self.KIND, None)
+        if section is None:
             return
-        try:
-            data = json.loads(manifest.read_text())
-        except ValueError:
-            return
-        if data.get("target") != self.KIND:
-            return
-        for artifact in data.get("artifacts", []):
+        for artifact in section.get("artifacts", []):
             Path(directory, Path(artifact["file"]).name).unlink(missing_ok=True)
-        manifest.unlink()
+        manifest = Path(directory, MANIFEST)
+        if sections:
+            write_manifest(manifest, sections)
+        else:
+            manifest.unlink()
 
     def lambda_config(self) -> LambdaConfig:
         targets = self.build_config.get("targets", {})

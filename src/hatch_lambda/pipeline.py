@@ -86,7 +86,9 @@ def build(
             warn=warn,
         )
         manifest = scratch / MANIFEST
-        manifest.write_text(json.dumps(_manifest(config, resolution, written, pruned), indent=2, sort_keys=True) + "\n")
+        sections = read_manifest(out_dir)
+        sections[config.kind] = _manifest(config, resolution, written, pruned)
+        write_manifest(manifest, sections)
         final = []
         for item in written:
             destination = out_dir / item.path.name
@@ -96,6 +98,21 @@ def build(
         return BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def read_manifest(directory: Path) -> dict[str, dict]:
+    """The sections of ``directory/manifest.json``, one per target (``{}`` if none)."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    targets = data.get("targets") if isinstance(data, dict) else None
+    return targets if isinstance(targets, dict) else {}
+
+
+def write_manifest(path: Path, sections: dict[str, dict]) -> None:
+    """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
+    path.write_text(json.dumps({"format": 1, "targets": sections}, indent=2, sort_keys=True) + "\n")
 
 
 def _write_zips(
@@ -150,7 +167,6 @@ def _manifest(config: LambdaConfig, resolution: Resolution, written: list[Writte
             }
         )
     return {
-        "target": config.kind,
         "python": config.target.python,
         "runtime": config.target.runtime,
         "arch": config.target.arch,
