@@ -37,7 +37,7 @@ class BuildOutput:
 
 def install_tree(config: LambdaConfig, resolution: Resolution, root: Path, log: Log) -> StagedTree:
     """Stage the resolution with the configured installer."""
-    if config.installer in ("wheels", "auto"):
+    if config.installer == "wheels":
         return stage(resolution, root, cache=cache_dir(), log=log)
     from .docker_install import stage_with_docker
 

@@ -74,8 +74,12 @@ def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: t
             full = Path(directory, name)
             report.add(rule, path, full.lstat().st_size)
             full.unlink()
+    remove_empty_dirs(root)
+    report.removed.sort()
+    return report
+
+
+def remove_empty_dirs(root: Path) -> None:
     for directory, _, _ in os.walk(root, topdown=False):
         if Path(directory) != root and not os.listdir(directory):
             os.rmdir(directory)
-    report.removed.sort()
-    return report
