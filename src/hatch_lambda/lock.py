@@ -139,10 +139,41 @@ def read_toml(path: Path) -> dict:
         raise LambdaBuildError(f"{path}: TOML syntax error: {exc}", f"fix the syntax of {path.name}") from None
 
 
-def read_lock(path: Path) -> Lock:
+def may_fit(filename: str, target: Target) -> bool:
+    """False when a wheel's name alone rules it out for ``target`` (cheaper than parsing its tags)."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) < 5:
+        return True  # not a wheel name we understand: let the full check decide
+    interpreters, _, platforms = parts[-3:]
+    if platforms != "any" and not any(p in target.platform_set for p in platforms.split(".")):
+        return False
+    return any(i in target.interpreter_set for i in interpreters.split("."))
+
+
+def _without_foreign_wheels(text: str, target: Target) -> str:
+    """Blank out the lines of wheels that cannot fit ``target`` before parsing.
+
+    uv writes one wheel per line; most wheels of a universal lock are for
+    other systems, and parsing them is most of the cost of reading the lock.
+    Blanking keeps every line number, so syntax errors still point right.
+    """
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        if line.startswith('    { url = "') and '.whl"' in line:
+            url = line.split('"', 2)[1]
+            if not may_fit(unquote(url.rsplit("/", 1)[-1]), target):
+                lines[number] = ""
+    return "\n".join(lines)
+
+
+def read_lock(path: Path, target: Target | None = None) -> Lock:
+    """Parse ``uv.lock``; with ``target``, wheels that cannot fit it are left out."""
     raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    if target is not None:
+        text = _without_foreign_wheels(text, target)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LambdaBuildError(
             f"{path}: TOML syntax error: {exc}", "regenerate it with `uv lock` (and resolve any merge conflict)"
@@ -214,6 +245,8 @@ def best_wheel(entry: dict, target: Target) -> LockedFile | None:
     priority = target.tag_priority
     best: tuple[int, dict, str] | None = None
     for wheel in entry.get("wheels", []):
+        if not may_fit(_filename(wheel), target):
+            continue
         ranks = [(priority[tag], str(tag)) for tag in wheel_tags(wheel) if tag in priority]
         if ranks:
             rank, tag = min(ranks)
@@ -250,7 +283,7 @@ def resolve(
     """
     project_dir = Path(project_dir)
     lock_path = find_lock(project_dir)
-    lock = read_lock(lock_path)
+    lock = read_lock(lock_path, target)
     root = canonicalize_name(package) if package else _project_name(project_dir, lock)
     extras = tuple(sorted({canonicalize_name(e) for e in extras}))
     groups = tuple(sorted({canonicalize_name(g) for g in groups}))
@@ -290,7 +323,8 @@ def resolve(
             )
         )
     if missing:
-        raise _no_file_error(lock, missing, target)
+        complete = read_lock(lock_path)  # with the wheels for other systems, to name them
+        raise _no_file_error(complete, [complete.entry(e["name"], version=e.get("version")) for e in missing], target)
     distributions.sort(key=lambda d: (d.name, d.version))
     return Resolution(
         lock_path=lock_path,

@@ -140,6 +140,14 @@ class Target:
         ]
 
     @cached_property
+    def platform_set(self) -> frozenset[str]:
+        return frozenset(tag.platform for tag in self.tags)
+
+    @cached_property
+    def interpreter_set(self) -> frozenset[str]:
+        return frozenset(tag.interpreter for tag in self.tags)
+
+    @cached_property
     def tag_priority(self) -> dict[Tag, int]:
         """Tag -> rank (lower is better)."""
         return {tag: rank for rank, tag in enumerate(self.tags)}
