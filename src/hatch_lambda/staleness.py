@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from .errors import LambdaBuildError
@@ -41,12 +41,43 @@ def check_fresh(lock: Lock, project_dir: Path | None) -> None:
                 continue
             checked.add(pyproject)
             _compare(lock, entry, pyproject)
+    _compare_requires_python(lock, sorted(checked))
     if project_dir is not None:
         own = (Path(project_dir) / "pyproject.toml").resolve()
         if own not in checked and own.is_file():
             name = read_toml(own).get("project", {}).get("name")
             if name and canonicalize_name(name) not in lock.packages:
                 _stale(lock, own, f"{name} is not in the lock")
+
+
+def _runtimes(requires_python: str | None, where: Path) -> list[str]:
+    """The Lambda runtimes ``requires-python`` allows."""
+    try:
+        spec = SpecifierSet(requires_python or "")
+    except InvalidSpecifier:
+        raise LambdaBuildError(f"{where}: invalid requires-python {requires_python!r}") from None
+    return [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+
+
+def _compare_requires_python(lock: Lock, pyprojects: list[Path]) -> None:
+    """uv locks for the intersection of the members' requires-python; compared by runtimes allowed."""
+    declared = {}
+    for pyproject in pyprojects:
+        text = read_toml(pyproject).get("project", {}).get("requires-python")
+        if text:
+            declared[pyproject] = text
+    if not declared:
+        return
+    have = _runtimes(lock.requires_python, lock.path)
+    want = _runtimes(",".join(declared.values()), next(iter(declared)))
+    if want != have:
+        culprit = next((p for p, text in declared.items() if _runtimes(text, p) != have), next(iter(declared)))
+        _stale(
+            lock,
+            culprit,
+            f"requires-python {declared[culprit]!r} allows python {', '.join(want) or 'none of the Lambda runtimes'}"
+            f" but the lock's {lock.requires_python!r} allows {', '.join(have) or 'none'}",
+        )
 
 
 def _stale(lock: Lock, pyproject: Path, detail: str) -> None:
@@ -67,7 +98,14 @@ def _compare(lock: Lock, entry: dict, pyproject: Path) -> None:
         for text in requirements:
             declared.append(_with_extra(text, extra, pyproject))
     targets = _targets(lock.requires_python)
-    sourced = frozenset(canonicalize_name(n) for n in data.get("tool", {}).get("uv", {}).get("sources", {}))
+    # Sources in the workspace root's pyproject.toml apply to every member too.
+    root = lock.path.parent / "pyproject.toml"
+    root_data = data if root.resolve() == pyproject or not root.is_file() else read_toml(root)
+    sourced = frozenset(
+        canonicalize_name(n)
+        for d in (data, root_data)
+        for n in d.get("tool", {}).get("uv", {}).get("sources", {})
+    )
     ours = _Context(pyproject, extras, targets, sourced)
     theirs = _Context(lock.path, extras, targets, sourced)
     want = _requirement_keys(declared, ours, from_lock=False)
@@ -175,6 +213,7 @@ def _requirement_keys(items: list, context: _Context, *, from_lock: bool) -> Cou
             canonicalize_name(name),
             tuple(sorted(canonicalize_name(e) for e in req_extras)),
             specifier,
+            has_source,  # a [tool.uv.sources] entry added or removed changes where it comes from
             _marker_signature(marker, context),
         )
         keys[key] += 1
