@@ -14,13 +14,15 @@ import os
 import stat
 import time
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp
 
-COMPRESSION_LEVEL = 9
+COMPRESSION_LEVEL = 6  # zlib's default, and zip(1)'s
 
 
 @dataclass(frozen=True)
@@ -80,27 +82,57 @@ def directories(names: Iterable[str]) -> set[str]:
     return out
 
 
-def write_zip(entries: Iterable[Entry], destination: Path) -> WrittenZip:
-    """Write ``entries`` (and their directories) to ``destination`` reproducibly."""
+@dataclass(frozen=True)
+class Compressed:
+    """One file's contents, deflated once (or stored when deflating does not help)."""
+
+    method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
+    crc: int
+    size: int
+    data: bytes
+    executable: bool
+
+
+def compress(source: Path) -> Compressed:
+    raw = source.read_bytes()
+    deflater = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, -15)
+    data = deflater.compress(raw) + deflater.flush()
+    method = zipfile.ZIP_DEFLATED
+    if len(data) >= len(raw):
+        data, method = raw, zipfile.ZIP_STORED
+    executable = bool(source.stat().st_mode & 0o111)
+    return Compressed(method, zlib.crc32(raw), len(raw), data, executable)
+
+
+def write_zip(
+    entries: Iterable[Entry], destination: Path, *, cache: dict[Path, Compressed] | None = None
+) -> WrittenZip:
+    """Write ``entries`` (and their directories) to ``destination`` reproducibly.
+
+    Files are deflated on every core at once (zlib releases the GIL), then
+    written in name order. ``cache`` keeps deflated contents across zips that
+    share files, as the fat zips of one build do.
+    """
     by_name: dict[str, Entry] = {}
     for entry in entries:
         by_name[entry.name] = entry  # a later entry wins, as in an overlay
+    cache = {} if cache is None else cache
+    todo = sorted({e.source for e in by_name.values() if e.source not in cache})
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        cache.update(zip(todo, pool.map(compress, todo)))
     date_time = _date_time()
     unzipped = 0
     names = sorted([*by_name, *directories(by_name)])
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(destination, "w", compresslevel=COMPRESSION_LEVEL) as archive:
+    with zipfile.ZipFile(destination, "w") as archive:
         for name in names:
             if name.endswith("/"):
                 archive.writestr(_info(name, stat.S_IFDIR | 0o755, date_time), b"")
                 continue
-            source = by_name[name].source
-            executable = source.stat().st_mode & 0o111
-            info = _info(name, stat.S_IFREG | (0o755 if executable else 0o644), date_time)
-            with source.open("rb") as src, archive.open(info, "w") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            unzipped += info.file_size
+            content = cache[by_name[name].source]
+            info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
+            _write_compressed(archive, info, content)
+            unzipped += content.size
     digest = hashlib.sha256()
     with destination.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -112,3 +144,22 @@ def write_zip(entries: Iterable[Entry], destination: Path) -> WrittenZip:
         unzipped=unzipped,
         sha256=digest.hexdigest(),
     )
+
+
+def _write_compressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, content: Compressed) -> None:
+    """Append already-deflated data as one entry; zipfile writes the central directory on close.
+
+    zipfile has no public call for this, so the entry is added the way
+    ``ZipFile.writestr`` adds one, minus its (single-threaded) compression.
+    """
+    info.compress_type = content.method
+    info.CRC = content.crc
+    info.file_size = content.size
+    info.compress_size = len(content.data)
+    info.header_offset = archive.fp.tell()
+    archive.fp.write(info.FileHeader(zip64=False))
+    archive.fp.write(content.data)
+    archive.start_dir = archive.fp.tell()
+    archive.filelist.append(info)
+    archive.NameToInfo[info.filename] = info
+    archive._didModify = True

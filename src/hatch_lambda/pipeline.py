@@ -131,8 +131,9 @@ def _write_zips(
             checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
     else:
         dependencies = tree_entries(tree.root)
+        deflated: dict = {}  # the dependencies are deflated once for every fat zip
         for name, entries in sorted(function_files.items()):
-            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip")
+            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated)
             written.append(fat)
             checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return written, checks
