@@ -30,7 +30,8 @@ from .lock import Distribution, Resolution
 from .prune import remove_empty_dirs
 
 Log = Callable[[str], None]
-PIP_QUIET = ["--disable-pip-version-check", "--no-cache-dir", "--root-user-action=ignore", "--no-input"]
+PIP_QUIET = ["--disable-pip-version-check", "--no-cache-dir", "--no-input"]
+PIP_ENVIRONMENT = {"HOME": "/tmp", "PIP_ROOT_USER_ACTION": "ignore", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
 CA_IN_CONTAINER = "/etc/hatch-lambda/ca-bundle.pem"
 
@@ -79,17 +80,24 @@ class _Run:
             options = {"network_disabled": True}
         else:
             options = {"network_mode": network} if network else {}
-        container = self.client.containers.create(
-            self.image,
-            command=command[1:],
-            entrypoint=[command[0]],  # the Lambda images' entrypoint expects a handler
-            volumes=volumes,
-            environment=environment,
-            user=f"{os.getuid()}:{os.getgid()}",
-            working_dir="/tmp",
-            platform=self.platform,
-            **options,
-        )
+        import docker.errors
+
+        try:
+            container = self.client.containers.create(
+                self.image,
+                command=command[1:],
+                entrypoint=[command[0]],  # the Lambda images' entrypoint expects a handler
+                volumes=volumes,
+                environment=environment,
+                user=f"{os.getuid()}:{os.getgid()}",
+                working_dir="/tmp",
+                platform=self.platform,
+                **options,
+            )
+        except docker.errors.APIError as exc:
+            if "platform" in str(exc):
+                raise self.not_runnable(what, exc) from None
+            raise LambdaBuildError(f"Docker refused to create a container of {self.image} ({what}): {exc}") from None
         try:
             container.start()
             status = container.wait()
@@ -99,13 +107,17 @@ class _Run:
             container.remove(force=True)
         if code != 0:
             if "exec format error" in output or "exec user process caused" in output:
-                raise LambdaBuildError(
-                    f"the image {self.image} cannot run for {self.platform} on this machine ({what})",
-                    "install CPU emulation for the engine (binfmt/qemu-user-static), "
-                    "or build on a machine of the target's CPU",
-                )
+                raise self.not_runnable(what, output.strip())
             tail = "\n    ".join(output.strip().splitlines()[-20:])
             raise LambdaBuildError(f"pip failed in {self.image} while {what}:\n    {tail}")
+
+
+    def not_runnable(self, what: str, detail: object) -> LambdaBuildError:
+        return LambdaBuildError(
+            f"the image {self.image} cannot run for {self.platform} on this Docker engine ({what}): {detail}",
+            "install CPU emulation for the engine (binfmt with qemu-user-static), use an image of that "
+            "platform, or build on a machine of the target's CPU",
+        )
 
 
 def ensure_image(client, image: str, platform: str, log: Log) -> None:
@@ -189,7 +201,7 @@ def build_sdists_in_image(
         lines.append(f"{dist.name} @ file:///sdists/{local.name} --hash=sha256:{dist.file.sha256}")
     (job / "requirements.txt").write_text("\n".join(lines) + "\n")
     environment, mounts = _network_environment()
-    environment["HOME"] = "/tmp"
+    environment.update(PIP_ENVIRONMENT)
     log(f"building in {config.image_name}: {', '.join(d.pin for d in sdists)}")
     run = _Run(client, config.image_name, config.target.docker_platform)
     run(
@@ -231,7 +243,7 @@ def install_in_image(config: LambdaConfig, client, wheels: list[Wheel], root: Pa
          "--no-compile", "--only-binary", ":all:", "--target", "/out", "-r", "/job/requirements.txt"],
         {"/wheels": (wheel_dir, "ro"), "/job": (job, "ro"), "/out": (root, "rw")},
         network=None,
-        environment={"HOME": "/tmp", "PIP_BREAK_SYSTEM_PACKAGES": "1"},
+        environment=PIP_ENVIRONMENT,
         what=f"installing {', '.join(w.dist.pin for w in wheels)}",
         log=log,
     )
