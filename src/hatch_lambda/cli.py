@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -81,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hatch-lambda: error: {exc}", file=sys.stderr)
         return 2
     out = requirement_lines(resolution, hashes=args.hashes, show_files=args.show_files)
-    if out:
-        print("\n".join(out))
+    try:
+        if out:
+            print("\n".join(out))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours. Point
+        # stdout at devnull so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
