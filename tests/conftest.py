@@ -76,3 +76,91 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=120,
     )
+
+
+# --------------------------------------------------------------------------
+# Docker: a private engine (tests/engine.py) and the local Lambda stand-in image
+
+
+def _load_engine_module():
+    """tests/engine.py under a name of its own (tests/ is not a package)."""
+    import importlib.util
+
+    name = "hatch_lambda_test_engine"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("engine.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _in_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def docker_unavailable(reason: str):
+    """Skip, or fail when CI is set: CI must never silently skip the Docker tests."""
+    if _in_ci():
+        pytest.fail(f"Docker tests cannot run (CI is set, so this fails instead of skipping): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class DockerTestEngine:
+    """What the ``docker_engine`` fixture yields."""
+
+    def __init__(self, base_url: str, image: str, client, engine=None):
+        self.base_url = base_url  # unix://... of the engine
+        self.image = image  # tag of the Lambda stand-in image
+        self.client = client  # docker.DockerClient
+        self.engine = engine  # engine.Engine we started, or None when reused
+
+    def __repr__(self) -> str:
+        return f"DockerTestEngine(base_url={self.base_url!r}, image={self.image!r})"
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory):
+    """A Docker engine with the Lambda stand-in image, for the whole session.
+
+    Reuses the engine at ``HATCH_LAMBDA_TEST_DOCKER_HOST`` when set (e.g. one left
+    running by ``python tests/engine.py start``); otherwise starts a private
+    dockerd in a temporary directory and stops it at the end of the session.
+    """
+    import os
+
+    try:
+        import docker
+    except ImportError as exc:
+        docker_unavailable(f"the docker Python SDK is not installed ({exc})")
+    eng = _load_engine_module()
+
+    engine = None
+    base_url = os.environ.get("HATCH_LAMBDA_TEST_DOCKER_HOST")
+    if base_url:
+        try:
+            client = docker.DockerClient(base_url=base_url, timeout=300)
+            client.ping()
+        except Exception as exc:  # noqa: BLE001
+            docker_unavailable(f"HATCH_LAMBDA_TEST_DOCKER_HOST={base_url} does not answer: {exc}")
+    else:
+        try:
+            engine = eng.start_engine(tmp_path_factory.mktemp("docker-engine"))
+        except Exception as exc:  # noqa: BLE001
+            docker_unavailable(f"cannot start a Docker engine: {exc}")
+        base_url = engine.base_url
+        client = engine.client()
+    try:
+        try:
+            image = eng.ensure_lambda_image(client)
+        except Exception as exc:  # noqa: BLE001
+            docker_unavailable(f"cannot make the Lambda stand-in image: {exc}")
+        yield DockerTestEngine(base_url=base_url, image=image, client=client, engine=engine)
+    finally:
+        client.close()
+        if engine is not None:
+            engine.stop()
+            eng.remove_tree(engine.data_root)  # the image's layers: ~150 MB a session

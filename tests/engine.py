@@ -1,0 +1,738 @@
+"""A private Docker engine and a local stand-in for the AWS Lambda Python image.
+
+Used by the test-suite (see ``conftest.py``) and usable from a shell::
+
+    python tests/engine.py start --workdir DIR   # prints DOCKER_HOST=unix://...
+    DOCKER_HOST=unix://... python tests/engine.py image
+    python tests/engine.py stop --workdir DIR
+
+Nothing here depends on pytest.  The engine is a ``dockerd`` started in the
+background with its own data-root, exec-root, pidfile and unix socket, without
+a bridge network and without touching iptables, so it never interferes with
+any other engine on the machine.  Containers that need network use
+``network_mode="host"``; the ones that must not have any use ``"none"``.
+
+The image is *not* pulled: no registry is needed.  A Debian bookworm root
+filesystem is made with ``debootstrap`` and shaped like
+``public.ecr.aws/lambda/python:3.11`` (Python at ``/var/lang/bin/python3.11``,
+``/var/task``, ``/opt``, ``/lambda-entrypoint.sh`` as entrypoint, ...), packed
+into a tarball kept in the user cache directory and imported with
+``docker import``.  Debian's ``EXTERNALLY-MANAGED`` marker is removed from the
+image, so its pip behaves like the one in the real image (no PEP 668 refusal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_IMAGE = "hatch-lambda-test/python:3.11"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get(
+    "HATCH_LAMBDA_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian"
+)
+DEBIAN_PACKAGES = ("python3", "python3-pip", "python3-venv")
+PYTHON_VERSION = "3.11"
+# Label carrying the recipe key: an image built from another recipe is rebuilt.
+RECIPE_LABEL = "org.hatch-lambda.test.recipe"
+
+ENTRYPOINT_MESSAGE = (
+    "this is the Lambda entrypoint; it needs a handler "
+    "(override the entrypoint to run anything else in this image)"
+)
+ENTRYPOINT_SCRIPT = f"""#!/bin/sh
+# Stand-in for the AWS Lambda base image's entrypoint, which starts the runtime
+# interface client with the handler named in CMD.  This test image has no
+# runtime, so anything that forgets to override the entrypoint fails loudly.
+echo "{ENTRYPOINT_MESSAGE}" >&2
+exit 1
+"""
+PIP_WRAPPER = f"""#!/bin/sh
+exec /var/lang/bin/python{PYTHON_VERSION} -m pip "$@"
+"""
+IMAGE_PATH = (
+    "/var/lang/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+IMAGE_ENV = {
+    "PATH": IMAGE_PATH,
+    "LANG": "C.UTF-8",
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "LAMBDA_RUNTIME_DIR": "/var/runtime",
+}
+# Removed from the root filesystem before packing it (globs relative to the
+# root; a trailing "/" matches directories only).
+TRIM = (
+    "var/cache/apt/archives/*.deb",
+    "var/cache/apt/*.bin",
+    "var/lib/apt/lists/*_*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/cache/ldconfig/aux-cache",
+    "var/log/*",
+    "usr/share/doc/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/*/",
+    "tmp/*",
+    "root/.cache",
+)
+# Bump when the shaping below changes in a way the inputs above do not show.
+RECIPE_REVISION = 1
+
+ENGINE_STATE = "engine.json"
+PIDFILE = "dockerd.pid"
+LOGFILE = "dockerd.log"
+
+# Longest path we accept for the engine's sockets (sun_path holds 108 bytes and
+# containerd puts "<exec-root>/containerd/containerd.sock.ttrpc" in there).
+_MAX_RUN_DIR = 60
+
+
+class EngineError(RuntimeError):
+    """The engine could not be started / the image could not be made."""
+
+
+# --------------------------------------------------------------------------
+# host tools
+
+
+def _find_executable(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
+        candidate = os.path.join(d, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def ensure_host_tools(tools: tuple[str, ...] = ("dockerd", "debootstrap")) -> None:
+    """Install Debian's docker.io and debootstrap when one of ``tools`` is missing.
+
+    Only done as root (apt-get); otherwise raises :class:`EngineError`.
+    """
+    missing = [t for t in tools if _find_executable(t) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise EngineError(
+            f"{', '.join(missing)} not found, and installing docker.io/debootstrap "
+            "with apt-get needs root; install them, or start an engine yourself "
+            "and point HATCH_LAMBDA_TEST_DOCKER_HOST at it"
+        )
+    if _find_executable("apt-get") is None:
+        raise EngineError(f"{', '.join(missing)} not found and apt-get is not available")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Keep the package's maintainer scripts from starting a system-wide dockerd:
+    # we start our own, and only ours.
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        for cmd in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "docker.io", "debootstrap"],
+        ):
+            proc = subprocess.run(
+                cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+            )
+            if proc.returncode != 0:
+                raise EngineError(
+                    f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                    + _tail(proc.stdout + proc.stderr)
+                )
+    finally:
+        if own_policy:
+            policy.unlink(missing_ok=True)
+    still = [t for t in tools if _find_executable(t) is None]
+    if still:
+        raise EngineError(f"{', '.join(still)} still missing after apt-get install")
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _file_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return _tail(path.read_text(errors="replace"), lines)
+    except OSError as exc:
+        return f"(cannot read {path}: {exc})"
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a process, or None when it does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat:
+                children.setdefault(stat[1], []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _is_our_dockerd(pid: int, data_root: Path) -> bool:
+    args = _cmdline(pid)
+    return (
+        bool(args)
+        and os.path.basename(args[0]) == "dockerd"
+        and str(data_root) in args
+        and _alive(pid)
+    )
+
+
+def _wait_gone(pids: list[int], proc: subprocess.Popen | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None:
+            proc.poll()  # reap our child so it does not linger as a zombie
+        if not any(_alive(p) for p in pids):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# engine
+
+
+@dataclass
+class Engine:
+    """A dockerd started by :func:`start_engine`."""
+
+    base_url: str
+    pid: int
+    log_path: Path
+    workdir: Path
+    data_root: Path
+    # short directory of our own for socket + exec-root when workdir is long
+    scratch_dir: Path | None = None
+    _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    _stopped: bool = field(default=False, repr=False, compare=False)
+
+    def client(self, timeout: int = 300):
+        import docker
+
+        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM dockerd, wait, SIGKILL it (and what it started) after ``timeout``.
+
+        Idempotent; does nothing to a pid that is no longer this engine's dockerd.
+        """
+        if self._stopped:
+            return
+        if _is_our_dockerd(self.pid, self.data_root):
+            family = _descendants(self.pid)  # its containerd and shims
+            _signal([self.pid], signal.SIGTERM)
+            if not _wait_gone([self.pid], self._proc, timeout):
+                _signal([self.pid, *family], signal.SIGKILL)
+                _wait_gone([self.pid], self._proc, 10)
+            # dockerd stops its containerd itself; make sure nothing is left.
+            left = [p for p in family if _alive(p)]
+            if left and not _wait_gone(left, None, 5):
+                _signal(left, signal.SIGKILL)
+                _wait_gone(left, None, 5)
+        elif self._proc is not None:
+            self._proc.poll()
+        self._stopped = True
+        if self.scratch_dir is not None:
+            remove_tree(self.scratch_dir)
+        (self.workdir / ENGINE_STATE).unlink(missing_ok=True)
+
+    # state file, so that ``engine.py stop`` finds an engine ``start`` left running
+    def save(self) -> Path:
+        path = self.workdir / ENGINE_STATE
+        path.write_text(
+            json.dumps(
+                {
+                    "base_url": self.base_url,
+                    "pid": self.pid,
+                    "log_path": str(self.log_path),
+                    "workdir": str(self.workdir),
+                    "data_root": str(self.data_root),
+                    "scratch_dir": str(self.scratch_dir) if self.scratch_dir else None,
+                },
+                indent=2,
+            )
+        )
+        return path
+
+    @classmethod
+    def load(cls, workdir: Path) -> "Engine":
+        state = json.loads((Path(workdir) / ENGINE_STATE).read_text())
+        return cls(
+            base_url=state["base_url"],
+            pid=int(state["pid"]),
+            log_path=Path(state["log_path"]),
+            workdir=Path(state["workdir"]),
+            data_root=Path(state["data_root"]),
+            scratch_dir=Path(state["scratch_dir"]) if state["scratch_dir"] else None,
+        )
+
+
+def start_engine(workdir: Path, timeout: float = 60.0) -> Engine:
+    """Start a private dockerd whose state lives under ``workdir``.
+
+    Installs docker.io/debootstrap first when missing (root only).  Returns
+    once the engine answers ``ping``; raises :class:`EngineError` (with the end
+    of its log) otherwise.
+    """
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_host_tools()
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - docker is a dependency
+        raise EngineError("the docker Python SDK is not installed") from exc
+
+    data_root = workdir / "data"
+    pidfile = workdir / PIDFILE
+    log_path = workdir / LOGFILE
+    config = workdir / "daemon.json"
+    config.write_text("{}\n")  # ignore /etc/docker/daemon.json
+
+    old = _pid_from(pidfile)
+    if old and _is_our_dockerd(old, data_root):
+        raise EngineError(
+            f"a dockerd (pid {old}) already runs on {data_root}; "
+            f"stop it first (python {__file__} stop --workdir {workdir})"
+        )
+
+    scratch: Path | None = None
+    run_dir = workdir / "run"
+    if len(str(run_dir)) > _MAX_RUN_DIR:
+        scratch = Path(tempfile.mkdtemp(prefix="hld-", dir="/tmp"))
+        run_dir = scratch
+    run_dir.mkdir(parents=True, exist_ok=True)
+    socket = run_dir / "docker.sock"
+    base_url = f"unix://{socket}"
+
+    cmd = [
+        _find_executable("dockerd") or "dockerd",
+        "--config-file", str(config),
+        "--data-root", str(data_root),
+        "--exec-root", str(run_dir / "exec"),
+        "--pidfile", str(pidfile),
+        "-H", base_url,
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["PATH"] = env.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # survives Ctrl-C of the caller; stopped by stop()
+        )
+    engine = Engine(
+        base_url=base_url,
+        pid=proc.pid,
+        log_path=log_path,
+        workdir=workdir,
+        data_root=data_root,
+        scratch_dir=scratch,
+        _proc=proc,
+    )
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        if proc.poll() is not None:
+            engine.stop()
+            raise EngineError(
+                f"dockerd exited with status {proc.returncode}; end of {log_path}:\n"
+                + _file_tail(log_path)
+            )
+        if socket.exists():
+            try:
+                client = docker.DockerClient(base_url=base_url, timeout=5)
+                try:
+                    if client.ping():
+                        break
+                finally:
+                    client.close()
+            except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                last_error = exc
+        if time.monotonic() >= deadline:
+            engine.stop(timeout=10)
+            raise EngineError(
+                f"dockerd did not answer within {timeout:.0f}s ({last_error}); "
+                f"end of {log_path}:\n" + _file_tail(log_path)
+            )
+        time.sleep(0.2)
+    if _pid_from(pidfile) != proc.pid:
+        pidfile.write_text(f"{proc.pid}\n")
+    engine.save()
+    return engine
+
+
+def _pid_from(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# removing trees that may still hold mounts (a failed debootstrap leaves
+# /proc, /sys or a bind of /dev mounted in its target)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root).rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == str(root) or point.startswith(prefix):
+                    found.append(point)
+    except OSError:
+        pass
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf path``, unmounting whatever is mounted below it first."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    for point in _mounts_under(path):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    left = _mounts_under(path)
+    if left:
+        raise EngineError(f"refusing to delete {path}: still mounted: {left}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# image
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HATCH_LAMBDA_TEST_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "hatch-lambda-tests"
+
+
+def recipe_key() -> str:
+    """Short hash of everything that decides the image's content."""
+    recipe = {
+        "revision": RECIPE_REVISION,
+        "suite": DEBIAN_SUITE,
+        "packages": DEBIAN_PACKAGES,
+        "python": PYTHON_VERSION,
+        "entrypoint": ENTRYPOINT_SCRIPT,
+        "pip": PIP_WRAPPER,
+        "env": IMAGE_ENV,
+        "trim": TRIM,
+    }
+    blob = json.dumps(recipe, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def image_changes() -> list[str]:
+    changes = [f"ENV {k}={v}" for k, v in IMAGE_ENV.items()]
+    changes += [
+        "WORKDIR /var/task",
+        'ENTRYPOINT ["/lambda-entrypoint.sh"]',
+        f"LABEL {RECIPE_LABEL}={recipe_key()}",
+    ]
+    return changes
+
+
+def _shape_rootfs(root: Path) -> None:
+    """Make a Debian root filesystem look like the Lambda Python base image."""
+    py = f"python{PYTHON_VERSION}"
+    if not (root / "usr/bin" / py).exists():
+        raise EngineError(f"/usr/bin/{py} missing from the debootstrapped tree")
+    lang_bin = root / "var/lang/bin"
+    lang_bin.mkdir(parents=True, exist_ok=True)
+    (lang_bin / py).symlink_to(f"/usr/bin/{py}")
+    (lang_bin / "python3").symlink_to(py)
+    (lang_bin / "python").symlink_to(py)
+    for name in ("pip", "pip3", f"pip{PYTHON_VERSION}"):
+        wrapper = lang_bin / name
+        wrapper.write_text(PIP_WRAPPER)
+        wrapper.chmod(0o755)
+    for d in ("var/task", "var/runtime", "opt"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        (root / d).chmod(0o755)
+    entry = root / "lambda-entrypoint.sh"
+    entry.write_text(ENTRYPOINT_SCRIPT)
+    entry.chmod(0o755)
+    # PEP 668: the real image's pip installs anywhere; Debian's refuses system
+    # installs while this marker exists.
+    (root / f"usr/lib/{py}/EXTERNALLY-MANAGED").unlink(missing_ok=True)
+    machine_id = root / "etc/machine-id"
+    if machine_id.exists():
+        machine_id.write_text("")
+
+
+def _trim_rootfs(root: Path) -> None:
+    for pattern in TRIM:
+        for victim in root.glob(pattern.rstrip("/")):
+            if pattern.endswith("/") and not victim.is_dir():
+                continue
+            if victim.is_dir() and not victim.is_symlink():
+                shutil.rmtree(victim)
+            else:
+                victim.unlink()
+
+
+def _source_date_epoch(root: Path) -> int:
+    """Timestamp that install-time files are clamped to in the tarball.
+
+    Newest ``.py`` shipped by the packages: clamping never touches those, so
+    the ``.pyc`` files Debian compiled at install time stay valid.
+    """
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    newest = 0
+    for lib in (root / "usr/lib").glob("python3*"):
+        for path in lib.rglob("*.py"):
+            try:
+                newest = max(newest, int(path.lstat().st_mtime))
+            except OSError:
+                pass
+    return newest or 0
+
+
+def _pack_rootfs(root: Path, out: Path) -> None:
+    """Deterministic-ish gzip'd tar of ``root``: sorted, numeric owners, clamped mtimes."""
+    cmd = [
+        "tar",
+        "--create",
+        "--file=-",
+        f"--directory={root}",
+        "--sort=name",
+        "--numeric-owner",
+        f"--mtime=@{_source_date_epoch(root)}",
+        "--clamp-mtime",
+        "--exclude=./dev/*",
+        "--exclude=./proc/*",
+        "--exclude=./sys/*",
+        ".",
+    ]
+    with open(out, "wb") as raw, gzip.GzipFile(
+        filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
+    ) as gz:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+            gz.write(chunk)
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.wait() != 0:
+            raise EngineError(f"tar failed: {err.decode(errors='replace')}")
+
+
+def build_rootfs_tarball(cache_dir: Path | None = None, force: bool = False) -> Path:
+    """Return the cached root filesystem tarball, making it with debootstrap if needed."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = cache_dir / f"lambda-python{PYTHON_VERSION}-{DEBIAN_SUITE}-{recipe_key()}.tar.gz"
+    if out.exists() and not force:
+        return out
+    if os.geteuid() != 0:
+        raise EngineError(
+            f"{out} is not cached yet and making it needs root (debootstrap)"
+        )
+    ensure_host_tools(("debootstrap",))
+    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir))
+    try:
+        root = work / "rootfs"
+        log = work / "debootstrap.log"
+        cmd = [
+            _find_executable("debootstrap") or "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(DEBIAN_PACKAGES)}",
+            DEBIAN_SUITE,
+            str(root),
+            DEBIAN_MIRROR,
+        ]
+        with open(log, "wb") as f:
+            rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise EngineError(
+                f"{' '.join(cmd)} failed ({rc}):\n" + _file_tail(log)
+                + "\n" + _file_tail(root / "debootstrap/debootstrap.log", 20)
+            )
+        _shape_rootfs(root)
+        _trim_rootfs(root)
+        partial = out.with_name(out.name + ".partial")
+        _pack_rootfs(root, partial)
+        os.replace(partial, out)
+    finally:
+        remove_tree(work)
+    return out
+
+
+def ensure_lambda_image(client, tag: str = DEFAULT_IMAGE, cache_dir: Path | None = None) -> str:
+    """Make sure ``tag`` names the local Lambda stand-in image; return ``tag``.
+
+    An image with that tag made from the current recipe is kept as it is.
+    Otherwise it is imported from the cached root filesystem tarball, which is
+    made first (debootstrap, root only) when the cache does not have it.
+    """
+    import docker
+
+    key = recipe_key()
+    try:
+        image = client.images.get(tag)
+        if (image.labels or {}).get(RECIPE_LABEL) == key:
+            return tag
+    except docker.errors.ImageNotFound:
+        pass
+    tarball = build_rootfs_tarball(cache_dir)
+    repository, _, version = tag.rpartition(":")
+    if not repository or "/" in version:
+        repository, version = tag, "latest"
+    result = client.api.import_image(
+        src=str(tarball), repository=repository, tag=version, changes=image_changes()
+    )
+    for line in str(result).splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("error"):
+            raise EngineError(f"docker import of {tarball} failed: {message['error']}")
+    image = client.images.get(tag)
+    if (image.labels or {}).get(RECIPE_LABEL) != key:
+        raise EngineError(f"imported {tag} but it lacks label {RECIPE_LABEL}={key}")
+    return tag
+
+
+# --------------------------------------------------------------------------
+# command line
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="engine.py", description="private Docker engine and Lambda stand-in image for tests"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_start = sub.add_parser("start", help="start a dockerd and leave it running")
+    p_start.add_argument("--workdir", type=Path, required=True)
+    p_start.add_argument("--timeout", type=float, default=60.0)
+    p_image = sub.add_parser("image", help="make sure the image exists in $DOCKER_HOST's engine")
+    p_image.add_argument("--tag", default=DEFAULT_IMAGE)
+    p_image.add_argument("--cache-dir", type=Path, default=None)
+    p_stop = sub.add_parser("stop", help="stop the dockerd started with start --workdir")
+    p_stop.add_argument("--workdir", type=Path, required=True)
+    p_stop.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "start":
+            t0 = time.monotonic()
+            engine = start_engine(args.workdir, timeout=args.timeout)
+            print(f"DOCKER_HOST={engine.base_url}")
+            print(
+                f"# dockerd pid {engine.pid} ready in {time.monotonic() - t0:.1f}s, "
+                f"log {engine.log_path}",
+                file=sys.stderr,
+            )
+        elif args.command == "image":
+            import docker
+
+            if not os.environ.get("DOCKER_HOST"):
+                print("DOCKER_HOST is not set (run `start` first)", file=sys.stderr)
+                return 2
+            client = docker.from_env(timeout=300)
+            t0 = time.monotonic()
+            tag = ensure_lambda_image(client, args.tag, args.cache_dir)
+            size = client.images.get(tag).attrs.get("Size", 0)
+            print(tag)
+            print(
+                f"# ready in {time.monotonic() - t0:.1f}s, {size / 1e6:.0f} MB",
+                file=sys.stderr,
+            )
+        elif args.command == "stop":
+            workdir = args.workdir.resolve()
+            try:
+                engine = Engine.load(workdir)
+            except FileNotFoundError:
+                pid = _pid_from(workdir / PIDFILE)
+                if pid is None:
+                    print(f"# no running engine recorded in {workdir}", file=sys.stderr)
+                    return 0
+                engine = Engine(
+                    base_url="", pid=pid, log_path=workdir / LOGFILE,
+                    workdir=workdir, data_root=workdir / "data",
+                )
+            engine.stop(timeout=args.timeout)
+            print(f"# stopped dockerd pid {engine.pid}", file=sys.stderr)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
