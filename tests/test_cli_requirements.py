@@ -255,7 +255,14 @@ def test_unknown_extra_and_group():
     err = user_error(fixture_path("extras-app"), "--extra", "nope")
     assert "has no extra 'nope'" in err and "http, legacy, modern, yaml" in err
     err = user_error(fixture_path("extras-app"), "--group", "nope")
-    assert "has no group 'nope'" in err and "dev, lint" in err
+    assert "has no group 'nope'" in err and "dev, lint, oldreq, selftest" in err
+
+
+def test_conflicting_extras():
+    err = user_error(fixture_path("extras-app"), "--extra", "legacy", "--extra", "modern")
+    assert "extra 'legacy' and extra 'modern' are declared as conflicting" in err
+    err = user_error(fixture_path("extras-app"), "--extra", "http", "--group", "oldreq")
+    assert "extra 'http' and group 'oldreq'" in err
 
 
 def test_python_outside_requires_python():

@@ -356,6 +356,45 @@ def test_conflict_fixture_locks_two_urllib3_releases():
     assert by_name(resolve(project, T311, extras=["legacy", "http"]))["urllib3"].version == legacy
 
 
+def test_conflict_between_a_group_and_an_extra_on_the_fixture():
+    project = fixture_path("extras-app")
+    oldreq = by_name(resolve(project, T311, groups=["oldreq"]))
+    assert oldreq["requests"].version == "2.31.0"
+    assert oldreq["idna"].version == "3.7"
+    assert oldreq["urllib3"].version.startswith("2.")
+    assert by_name(resolve(project, T311, extras=["http"]))["requests"].version != "2.31.0"
+    # A group naming the project itself with an extra brings that extra's dependencies.
+    assert resolve(project, T311, groups=["selftest"]).names() == ["attrs", "pluggy", "pyyaml"]
+
+
+@pytest.mark.parametrize(
+    "extras, groups, named",
+    [
+        (["legacy", "modern"], [], "extra 'legacy' and extra 'modern'"),
+        (["http", "yaml"], ["oldreq"], "extra 'http' and group 'oldreq'"),
+        (["Legacy", "MODERN", "http"], ["dev"], "extra 'legacy' and extra 'modern'"),
+    ],
+)
+def test_declared_conflicts_are_refused(extras, groups, named):
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(fixture_path("extras-app"), T311, extras=extras, groups=groups)
+    assert named in info.value.problem
+    assert "[tool.uv] conflicts" in info.value.problem
+    assert "only one" in info.value.fix
+
+
+def test_conflicts_of_another_package_do_not_apply(tmp_path):
+    text = CONFLICT.replace('{ package = "app", extra = "old" }', '{ package = "other", extra = "old" }')
+    text = text.replace('{ package = "app", extra = "new" }', '{ package = "other", extra = "new" }')
+    project = write_project(tmp_path / "app", text)
+    # Not declared for "app": the lock is read as it is (and yields two transports).
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, extras=["old", "new"], check_fresh=False)
+    assert "transport==1.0" in info.value.problem and "transport==2.0" in info.value.problem
+    assert "one version of a package" in info.value.problem
+    assert pins(resolve(project, T311, extras=["old"], check_fresh=False)) == {"base==1.0", "client==3.0", "transport==1.0"}
+
+
 def test_an_extra_named_on_an_edge_activates_its_pseudo_extra(tmp_path):
     # "extra-6-member-fast" is true once some edge asks for member[fast].
     text = lock(
@@ -585,6 +624,27 @@ def test_no_wheel_and_no_sdist(tmp_path):
     assert by_name(resolve(project, T312, check_fresh=False))["pyarrow"].file.label == "cp312-cp312-manylinux_2_28_x86_64"
 
 
+def test_no_file_for_one_of_two_same_version_entries_from_different_indexes(tmp_path):
+    mirror = "https://mirror.example/simple"
+    text = lock(
+        root(
+            f'    {{ name = "lib", version = "1.0", source = {{ registry = "{mirror}" }}, '
+            "marker = \"platform_machine == 'aarch64'\" },\n"
+            f'    {{ name = "lib", version = "1.0", source = {{ registry = "{INDEX}" }}, '
+            "marker = \"platform_machine == 'x86_64'\" },"
+        ),
+        package("lib", "1.0", source=f'{{ registry = "{mirror}" }}', wheels=("cp312-cp312-manylinux_2_17_aarch64",), sdist=False),
+        package("lib", "1.0", wheels=("cp312-cp312-manylinux_2_28_x86_64",), sdist=False),
+    )
+    project = write_project(tmp_path / "app", text)
+    assert by_name(resolve(project, T312, check_fresh=False))["lib"].source == INDEX
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, check_fresh=False)
+    assert "lib 1.0 has no wheel for python 3.11 x86_64" in info.value.problem
+    assert "manylinux_2_28_x86_64" in info.value.problem
+    assert "aarch64" not in info.value.problem  # the other index's entry is not the one meant
+
+
 # --- exclude -----------------------------------------------------------------
 
 EXCLUDE = lock(
@@ -766,7 +826,7 @@ def test_unknown_group_lists_the_known_ones():
     with pytest.raises(LambdaBuildError) as info:
         resolve(fixture_path("extras-app"), T311, groups=["docs"])
     assert "has no group 'docs'" in info.value.problem
-    assert "dev, lint" in info.value.fix
+    assert "dev, lint, oldreq, selftest" in info.value.fix
     assert "[dependency-groups]" in info.value.fix
 
 

@@ -297,6 +297,7 @@ def resolve(
 
     root_entry = lock.entry(root, via="the project")
     _check_requested(lock, root_entry, extras, groups)
+    _check_conflicts(lock, root, extras, groups)
 
     entries = _walk(lock, root_entry, target, extras, groups, exclude)
     distributions = []
@@ -324,8 +325,13 @@ def resolve(
         )
     if missing:
         complete = read_lock(lock_path)  # with the wheels for other systems, to name them
-        raise _no_file_error(complete, [complete.entry(e["name"], version=e.get("version")) for e in missing], target)
+        raise _no_file_error(
+            complete,
+            [complete.entry(e["name"], version=e.get("version"), source=e.get("source")) for e in missing],
+            target,
+        )
     distributions.sort(key=lambda d: (d.name, d.version))
+    _check_one_version_each(lock, distributions)
     return Resolution(
         lock_path=lock_path,
         lock_digest=lock.digest,
@@ -379,6 +385,38 @@ def _check_requested(lock: Lock, root: dict, extras: tuple[str, ...], groups: tu
             raise LambdaBuildError(
                 f"{root['name']} has no {kind} {', '.join(map(repr, unknown))} (in {lock.path})",
                 f"choose from: {', '.join(sorted(known)) or 'none defined'}; or add it to {table} and run `uv lock`",
+            )
+
+
+def _check_conflicts(lock: Lock, root: str, extras: tuple[str, ...], groups: tuple[str, ...]) -> None:
+    """uv.lock has no resolution for extras/groups declared in ``[tool.uv] conflicts`` together."""
+    asked = {("extra", e) for e in extras} | {("group", g) for g in groups}
+    for conflict in lock.data.get("conflicts", []):
+        clash = sorted(
+            (kind, canonicalize_name(item[kind]))
+            for item in conflict
+            for kind in ("extra", "group")
+            if kind in item and canonicalize_name(item.get("package", "")) == root
+            and (kind, canonicalize_name(item[kind])) in asked
+        )
+        if len(clash) > 1:
+            named = " and ".join(f"{kind} {name!r}" for kind, name in clash)
+            raise LambdaBuildError(
+                f"{root}: {named} are declared as conflicting ([tool.uv] conflicts), "
+                f"so {lock.path} has no resolution with them together",
+                "ask for only one of them (build a separate layer for the other)",
+            )
+
+
+def _check_one_version_each(lock: Lock, distributions: list[Distribution]) -> None:
+    seen: dict[str, Distribution] = {}
+    for dist in distributions:
+        other = seen.setdefault(dist.name, dist)
+        if other is not dist:
+            raise LambdaBuildError(
+                f"{lock.path}: both {other.pin} ({other.source}) and {dist.pin} ({dist.source}) are needed "
+                "for this selection, but one environment holds one version of a package",
+                "check [tool.uv] conflicts and the extras and groups asked for, then run `uv lock`",
             )
 
 
