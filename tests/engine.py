@@ -260,6 +260,7 @@ class Engine:
     log_path: Path
     workdir: Path
     data_root: Path
+    exec_root: Path | None = None
     # short directory of our own for socket + exec-root when workdir is long
     scratch_dir: Path | None = None
     _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
@@ -291,6 +292,10 @@ class Engine:
         elif self._proc is not None:
             self._proc.poll()
         self._stopped = True
+        if self.exec_root is not None and not _alive(self.pid):
+            # dockerd leaves the bind mount of the host network namespace
+            # (<exec-root>/netns/default) behind once a container used "host"
+            _unmount_under(self.exec_root)
         if self.scratch_dir is not None:
             remove_tree(self.scratch_dir)
         (self.workdir / ENGINE_STATE).unlink(missing_ok=True)
@@ -306,6 +311,7 @@ class Engine:
                     "log_path": str(self.log_path),
                     "workdir": str(self.workdir),
                     "data_root": str(self.data_root),
+                    "exec_root": str(self.exec_root) if self.exec_root else None,
                     "scratch_dir": str(self.scratch_dir) if self.scratch_dir else None,
                 },
                 indent=2,
@@ -322,6 +328,7 @@ class Engine:
             log_path=Path(state["log_path"]),
             workdir=Path(state["workdir"]),
             data_root=Path(state["data_root"]),
+            exec_root=Path(state["exec_root"]) if state.get("exec_root") else None,
             scratch_dir=Path(state["scratch_dir"]) if state["scratch_dir"] else None,
         )
 
@@ -367,7 +374,7 @@ def start_engine(workdir: Path, timeout: float = 60.0) -> Engine:
         _find_executable("dockerd") or "dockerd",
         "--config-file", str(config),
         "--data-root", str(data_root),
-        "--exec-root", str(run_dir / "exec"),
+        "--exec-root", str(run_dir / "exec"),  # containerd's sockets go in here
         "--pidfile", str(pidfile),
         "-H", base_url,
         "--bridge=none",
@@ -393,6 +400,7 @@ def start_engine(workdir: Path, timeout: float = 60.0) -> Engine:
         log_path=log_path,
         workdir=workdir,
         data_root=data_root,
+        exec_root=run_dir / "exec",
         scratch_dir=scratch,
         _proc=proc,
     )
@@ -455,13 +463,17 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def _unmount_under(path: Path) -> None:
+    for point in _mounts_under(Path(path)):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 def remove_tree(path: Path) -> None:
     """``rm -rf path``, unmounting whatever is mounted below it first."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
-    for point in _mounts_under(path):
-        subprocess.run(["umount", "-l", point], capture_output=True)
+    _unmount_under(path)
     left = _mounts_under(path)
     if left:
         raise EngineError(f"refusing to delete {path}: still mounted: {left}")
