@@ -56,14 +56,6 @@ def connect():
         ) from None
 
 
-def docker_reachable() -> bool:
-    try:
-        connect().close()
-        return True
-    except LambdaBuildError:
-        return False
-
-
 @dataclass
 class _Run:
     """One container: image, platform, entrypoint overridden, always removed."""

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import netrc
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -140,9 +139,3 @@ def fetch_all(
         raise LambdaBuildError("; ".join(e.problem for e in errors), errors[0].fix)
     return out
 
-
-def copy_into(path: Path, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / path.name
-    shutil.copyfile(path, target)
-    return target
