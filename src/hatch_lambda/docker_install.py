@@ -31,7 +31,7 @@ from .prune import remove_empty_dirs
 
 Log = Callable[[str], None]
 PIP_QUIET = ["--disable-pip-version-check", "--no-cache-dir", "--no-input"]
-PIP_ENVIRONMENT = {"HOME": "/tmp", "PIP_ROOT_USER_ACTION": "ignore", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
+PIP_ENVIRONMENT = {"HOME": "/tmp", "PIP_ROOT_USER_ACTION": "ignore"}
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
 CA_IN_CONTAINER = "/etc/hatch-lambda/ca-bundle.pem"
 
