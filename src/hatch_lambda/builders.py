@@ -108,9 +108,9 @@ class _LambdaBuilder(BuilderInterface):
                 if value:
                     wheel[key] = list(value)
             targets["wheel"] = wheel
-        wheel_builder = WheelBuilder(
-            self.root, plugin_manager=self.plugin_manager, config=raw, metadata=self.metadata, app=self.app
-        )
+        # No metadata=self.metadata: hatchling reads the build tables from the
+        # metadata object, so sharing it would ignore the function's options.
+        wheel_builder = WheelBuilder(self.root, plugin_manager=self.plugin_manager, config=raw, app=self.app)
         try:
             entries = [
                 Entry(included.distribution_path.replace(os.sep, "/"), Path(included.path))
