@@ -79,6 +79,18 @@ def check_wheel_entries(path: Path, dist: Distribution) -> None:
                 )
 
 
+class _StagingDestination(SchemeDictionaryDestination):
+    """Writes RECORD without the scripts, headers and data files, which are not staged.
+
+    Their RECORD lines would name the scratch directory they went to (a random
+    temporary path), so the layer's bytes would differ from build to build.
+    """
+
+    def finalize_installation(self, scheme, record_file_path, records) -> None:
+        staged = [(file_scheme, record) for file_scheme, record in records if file_scheme in ("purelib", "platlib")]
+        super().finalize_installation(scheme, record_file_path, staged)
+
+
 def unpack(wheel: Wheel, root: Path, target: Target, discard: Path) -> StagedDistribution:
     """Unpack one wheel into ``root``; scripts, headers and data go to ``discard``."""
     check_wheel_entries(wheel.path, wheel.dist)
@@ -89,7 +101,7 @@ def unpack(wheel: Wheel, root: Path, target: Target, discard: Path) -> StagedDis
         "scripts": str(discard / "bin"),
         "data": str(discard / "data"),
     }
-    destination = SchemeDictionaryDestination(
+    destination = _StagingDestination(
         scheme,
         interpreter=f"/var/lang/bin/python{target.python}",
         script_kind="posix",
