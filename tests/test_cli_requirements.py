@@ -183,6 +183,21 @@ def test_hashes_of_path_and_url_sources(tmp_path):
     ]
 
 
+def test_hashes_and_files_of_the_sources_fixture():
+    project = fixture_path("sources-app")
+    lines = ok(project, "--python", "3.11", "--arch", "arm64", "--hashes")
+    hashed = parse_hashed(lines)
+    wheel = project / "wheels" / "greeting-1.0.0-py3-none-any.whl"
+    import hashlib
+
+    assert hashed[f"greeting @ {wheel.resolve().as_uri()}"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert any(key.startswith("idna @ https://") for key in hashed)  # the aarch64-only URL source
+    assert "# shouty==0.3.0 (from directory libs/shouty: no file to hash, build it separately)" in lines
+    x86 = parse_hashed(ok(project, "--python", "3.11", "--hashes"))
+    assert "idna==3.10" in x86
+    assert "shouty==0.3.0  # built from directory libs/shouty" in ok(project, "--show-files")
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("python, arch", [("3.11", "x86_64"), ("3.12", "arm64")])
 def test_pip_installs_the_hashed_requirements(tmp_path, python, arch):

@@ -518,6 +518,27 @@ def test_git_path_and_url_sources(tmp_path):
     assert remote_sdist.sha256 == sha("remotesdist")
 
 
+def test_sources_fixture():
+    project = fixture_path("sources-app")
+    x86 = by_name(resolve(project, T311))
+    arm = by_name(resolve(project, Target("3.11", "arm64")))
+    # idna: from the index on x86_64, from a direct URL on aarch64 (a source limited by a marker).
+    assert x86["idna"].source_kind == "registry"
+    assert arm["idna"].source_kind == "url"
+    assert arm["idna"].file.url == arm["idna"].source and arm["idna"].file.filename == "idna-3.10-py3-none-any.whl"
+    greeting = x86["greeting"]
+    assert (greeting.source_kind, greeting.file.kind, greeting.file.path) == (
+        "path",
+        "wheel",
+        "wheels/greeting-1.0.0-py3-none-any.whl",
+    )
+    on_disk = (project / greeting.file.path).read_bytes()
+    assert hashlib.sha256(on_disk).hexdigest() == greeting.file.sha256
+    assert (x86["shouty"].source_kind, x86["shouty"].file) == ("directory", None)
+    assert by_name(resolve(project, T311, groups=["alt"]))["iniconfig"].source_kind == "url"
+    assert by_name(resolve(project, T311, groups=["dev"]))["iniconfig"].source_kind == "registry"
+
+
 def test_unknown_source_kind(tmp_path):
     text = lock(root(edge("odd")), '[[package]]\nname = "odd"\nversion = "1.0"\nsource = { carrier-pigeon = "x" }\n')
     project = write_project(tmp_path / "app", text)

@@ -80,6 +80,35 @@ EDITS = [
         file="packages/wsmember/pyproject.toml",
     ),
     Edit("root-adds-dependency-in-workspace", "workspace-app", (('"idna>=3.7",', '"idna>=3.7",\n  "six>=1.16",'),), True, "six"),
+    Edit(
+        "url-source-removed",
+        "sources-app",
+        (('idna = { url = "', '# idna = { url = "'),),
+        True,
+        "idna",
+    ),
+    Edit(
+        "url-source-marker-changed",
+        "sources-app",
+        (("marker = \"platform_machine == 'aarch64'\"", "marker = \"platform_machine == 'x86_64'\""),),
+        True,
+        "idna",
+    ),
+    Edit(
+        "group-source-moved",
+        "sources-app",
+        (('-py3-none-any.whl", group = "alt" }', '-py3-none-any.whl", group = "dev" }'),),
+        True,
+        "iniconfig",
+    ),
+    Edit(
+        "local-directory-dependency-changed",
+        "sources-app",
+        (('dependencies = ["six>=1.16"]', 'dependencies = ["six>=1.16", "idna>=3.7"]'),),
+        True,
+        "idna",
+        file="libs/shouty/pyproject.toml",
+    ),
     # -- the same requirements, written differently --------------------------------
     Edit("unchanged", "forked-app", (), False),
     Edit(
@@ -116,6 +145,15 @@ EDITS = [
     ),
     Edit("extra-of-dependency-case", "extras-app", (('"requests[socks]>=2.31"', '"requests[SOCKS] >= 2.31"'),), False),
     Edit("member-unchanged-but-root-restyled", "workspace-app", (('"idna>=3.7"', '"IDNA >= 3.7"'),), False),
+    Edit(
+        "sources-reordered",
+        "sources-app",
+        (
+            ('  { url = "https://files.pythonhosted.org/packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/six-1.17.0-py2.py3-none-any.whl", extra = "pinned" },\n', ""),
+            ("marker = \"sys_platform == 'darwin'\" },\n", "marker = \"sys_platform == 'darwin'\" },\n  { url = \"https://files.pythonhosted.org/packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/six-1.17.0-py2.py3-none-any.whl\", extra = \"pinned\" },\n"),
+        ),
+        False,
+    ),
 ]
 
 

@@ -93,21 +93,21 @@ def _compare(lock: Lock, entry: dict, pyproject: Path) -> None:
     metadata = entry["metadata"]
     extras = sorted(canonicalize_name(e) for e in project.get("optional-dependencies", {}))
 
-    declared = [*project.get("dependencies", [])]
+    declared = [(text, None) for text in project.get("dependencies", [])]
     for extra, requirements in project.get("optional-dependencies", {}).items():
         for text in requirements:
-            declared.append(_with_extra(text, extra, pyproject))
+            declared.append((_with_extra(text, extra, pyproject), canonicalize_name(extra)))
     targets = _targets(lock.requires_python)
-    # Sources in the workspace root's pyproject.toml apply to every member too.
+    # Sources in the workspace root's pyproject.toml apply to every member too,
+    # unless the member names its own source for the package.
     root = lock.path.parent / "pyproject.toml"
     root_data = data if root.resolve() == pyproject or not root.is_file() else read_toml(root)
-    sourced = frozenset(
-        canonicalize_name(n)
-        for d in (data, root_data)
-        for n in d.get("tool", {}).get("uv", {}).get("sources", {})
-    )
-    ours = _Context(pyproject, extras, targets, sourced)
-    theirs = _Context(lock.path, extras, targets, sourced)
+    sources = {}
+    for d in (root_data, data):
+        for n, source in d.get("tool", {}).get("uv", {}).get("sources", {}).items():
+            sources[canonicalize_name(n)] = source if isinstance(source, list) else [source]
+    ours = _Context(pyproject, extras, targets, sources)
+    theirs = _Context(lock.path, extras, targets, sources)
     want = _requirement_keys(declared, ours, from_lock=False)
     have = _requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
     if want != have:
@@ -123,7 +123,7 @@ def _compare(lock: Lock, entry: dict, pyproject: Path) -> None:
     if set(groups) != set(locked_groups):
         _stale(lock, pyproject, f"dependency groups {sorted(groups)} but the lock has {sorted(locked_groups)}")
     for group, requirements in groups.items():
-        want = _requirement_keys(requirements, ours, from_lock=False)
+        want = _requirement_keys(requirements, ours, from_lock=False, group=group)
         have = _requirement_keys(locked_groups[group], theirs, from_lock=True)
         if want != have:
             _stale(lock, pyproject, _difference(f"group {group!r}", want, have))
@@ -190,33 +190,56 @@ class _Context:
     where: Path
     extras: list[str]
     targets: list[Target]
-    sourced: frozenset[str]  # names given a source in [tool.uv.sources]
+    sources: dict[str, list[dict]]  # [tool.uv.sources], by canonical name
 
 
-def _requirement_keys(items: list, context: _Context, *, from_lock: bool) -> Counter:
+def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group: str | None = None) -> Counter:
+    """(name, extras, specifier, has a source, marker signature) of each requirement.
+
+    uv writes a requirement whose sources carry markers (or extras) as one
+    entry per source plus one for where none applies; a declared requirement is
+    split the same way. Entries that hold on no Lambda runtime are left out on
+    both sides: they cannot change what a Lambda build installs.
+    """
     keys: Counter = Counter()
+
+    def add(name, req_extras, specifier, has_source, signature):
+        if any(signature):
+            key = (
+                canonicalize_name(name),
+                tuple(sorted(canonicalize_name(e) for e in req_extras)),
+                specifier,
+                has_source,  # a [tool.uv.sources] entry added or removed changes where it comes from
+                signature,
+            )
+            keys[key] += 1
+
     for item in items:
         if from_lock:
-            name = item["name"]
-            req_extras = item.get("extras", [])
             has_source = any(key in item for key in _SOURCE_KEYS)
             specifier = "" if has_source else str(SpecifierSet(item.get("specifier", "")))
-            marker = item.get("marker")
-        else:
-            requirement = _parse(item, context.where)
-            name = requirement.name
-            req_extras = requirement.extras
-            has_source = requirement.url is not None or canonicalize_name(name) in context.sourced
-            specifier = "" if has_source else str(requirement.specifier)
-            marker = str(requirement.marker) if requirement.marker else None
-        key = (
-            canonicalize_name(name),
-            tuple(sorted(canonicalize_name(e) for e in req_extras)),
-            specifier,
-            has_source,  # a [tool.uv.sources] entry added or removed changes where it comes from
-            _marker_signature(marker, context),
-        )
-        keys[key] += 1
+            add(item["name"], item.get("extras", []), specifier, has_source, _marker_signature(item.get("marker"), context))
+            continue
+        text, extra = item if isinstance(item, tuple) else (item, None)
+        requirement = _parse(text, context.where)
+        base = _marker_signature(str(requirement.marker) if requirement.marker else None, context)
+        # A source limited to an extra or a group applies to that extra's or group's requirements only.
+        sources = [
+            source
+            for source in context.sources.get(canonicalize_name(requirement.name), [])
+            if (not source.get("extra") or canonicalize_name(source["extra"]) == extra)
+            and (not source.get("group") or canonicalize_name(source["group"]) == group)
+        ]
+        if requirement.url is not None:
+            add(requirement.name, requirement.extras, "", True, base)
+            continue
+        covered = tuple(False for _ in base)
+        for source in sources:
+            applies = _marker_signature(source.get("marker"), context)
+            add(requirement.name, requirement.extras, "", True, tuple(b and a for b, a in zip(base, applies)))
+            covered = tuple(c or a for c, a in zip(covered, applies))
+        rest = tuple(b and not c for b, c in zip(base, covered))
+        add(requirement.name, requirement.extras, str(requirement.specifier), False, rest)
     return keys
 
 
