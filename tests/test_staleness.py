@@ -366,3 +366,17 @@ def test_member_inherits_the_workspace_root_sources(tmp_path):
     assert 'requires-dist = [{ name = "wsmember", editable = "packages/wsmember" }]' in (project / "uv.lock").read_text()
     assert resolve(project, T311).names() == ["idna", "python-dateutil", "tzdata", "wsextra", "wsmember"]
     assert resolve(extra, T311).names() == ["python-dateutil", "tzdata", "wsmember"]
+
+
+def test_requires_python_of_a_path_dependency_is_not_the_lock_s(tmp_path):
+    # uv's requires-python is the workspace members' intersection; a local
+    # library used through a path source narrowing its own range does not change it.
+    project = copy_fixture("sources-app", tmp_path)
+    library = project / "libs" / "shouty" / "pyproject.toml"
+    library.write_text(library.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.8,<3.13"'))
+    assert "shouty" in resolve(project, T311).names()
+    # The project's own range still counts.
+    own = project / "pyproject.toml"
+    own.write_text(own.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.11,<3.13"'))
+    with pytest.raises(LambdaBuildError, match="requires-python"):
+        resolve(project, T311)

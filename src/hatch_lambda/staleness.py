@@ -60,12 +60,22 @@ def _runtimes(requires_python: str | None, where: Path) -> list[str]:
 
 
 def _compare_requires_python(lock: Lock, pyprojects: list[Path]) -> None:
-    """uv locks for the intersection of the members' requires-python; compared by runtimes allowed."""
+    """uv locks for the intersection of the workspace members' requires-python.
+
+    Compared by the Lambda runtimes allowed. Path and directory dependencies
+    that are not members do not take part.
+    """
+    members = set(lock.members)
     declared = {}
     for pyproject in pyprojects:
-        text = read_toml(pyproject).get("project", {}).get("requires-python")
-        if text:
-            declared[pyproject] = text
+        project = read_toml(pyproject).get("project", {})
+        is_member = (
+            canonicalize_name(project.get("name", "")) in members
+            if members
+            else pyproject == (lock.path.parent / "pyproject.toml").resolve()
+        )
+        if is_member and project.get("requires-python"):
+            declared[pyproject] = project["requires-python"]
     if not declared:
         return
     have = _runtimes(lock.requires_python, lock.path)
