@@ -238,7 +238,7 @@ def test_pip_installs_the_hashed_requirements(tmp_path, python, arch):
         "from native_app.handler import handler; print(json.dumps(handler({'name': '<b>'}, None)))"
     )
     run = subprocess.run(
-        [sys.executable, "-S", "-I", "-c", code, str(site), str(project / "src")], capture_output=True, text=True
+        [sys.executable, "-B", "-S", "-I", "-c", code, str(site), str(project / "src")], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
