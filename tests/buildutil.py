@@ -474,3 +474,81 @@ def assert_zip_is_normalised(path: Path, *, date_time: tuple | None = None) -> N
                 assert info.compress_size == info.file_size, name
         if date_time is not None:
             assert info.date_time == date_time, f"{name}: {info.date_time} != {date_time}"
+
+
+# --------------------------------------------------------------------------
+# hand-made distributions
+
+
+def make_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    files: dict[str, bytes],
+    *,
+    tag: str = "py3-none-any",
+    raw_entries: Iterable[zipfile.ZipInfo | tuple[zipfile.ZipInfo, bytes]] = (),
+) -> Path:
+    """A wheel with ``files`` (path -> bytes), its dist-info, and any ``raw_entries`` as given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name}-{version}.dist-info"
+    metadata = {
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: hatch-lambda-tests\nRoot-Is-Purelib: "
+            f"{'true' if tag.endswith('none-any') else 'false'}\nTag: {tag}\n"
+        ).encode(),
+    }
+    contents = {**files, **metadata}
+    record = []
+    for path, data in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    contents[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = directory / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for raw in raw_entries:
+            info, data = raw if isinstance(raw, tuple) else (raw, b"")
+            archive.writestr(info, data)
+        for member, data in contents.items():
+            archive.writestr(member, data)
+    return path
+
+
+def local_project(directory: Path, name: str, dependencies: dict[str, str], *, python: str = "3.11",
+                  layer: dict | None = None) -> Path:
+    """A project whose dependencies are local files (path sources), locked with ``uv lock``.
+
+    ``dependencies`` maps a distribution name to its file, relative to the project.
+    """
+    package = name.replace("-", "_")
+    (directory / "src" / package).mkdir(parents=True, exist_ok=True)
+    (directory / ".git").mkdir(exist_ok=True)
+    (directory / "src" / package / "__init__.py").write_text("")
+    (directory / "src" / package / "handler.py").write_text(
+        "def handler(event, context):\n    return {'ok': True}\n"
+    )
+    data = {
+        "build-system": {"requires": ["hatchling", "hatch-lambda"], "build-backend": "hatchling.build"},
+        "project": {
+            "name": name,
+            "version": "0.1.0",
+            "requires-python": ">=3.11",
+            "dependencies": sorted(dependencies),
+        },
+        "tool": {
+            "uv": {"sources": {dep: {"path": path} for dep, path in sorted(dependencies.items())}},
+            "hatch": {
+                "build": {
+                    "targets": {
+                        "wheel": {"packages": [f"src/{package}"]},
+                        "lambda-layer": {"python": python, **(layer or {})},
+                    }
+                }
+            },
+        },
+    }
+    (directory / "pyproject.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
+    uv_lock(directory)
+    return directory
