@@ -1,0 +1,229 @@
+"""The lambda-layer / lambda-fat tables: hatch_lambda.config.load_config."""
+
+from __future__ import annotations
+
+import pytest
+
+from hatch_lambda.config import (
+    DEFAULT_IMAGE,
+    FAT,
+    LAYER,
+    MAX_UNZIPPED_MB,
+    MAX_ZIPPED_MB,
+    Function,
+    load_config,
+)
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.target import Target
+
+T_LAYER = "[tool.hatch.build.targets.lambda-layer]"
+T_FAT = "[tool.hatch.build.targets.lambda-fat]"
+
+
+def layer(table=None, *, requires=">=3.11", name="demo"):
+    return load_config(LAYER, table or {}, {}, project_name=name, requires_python=requires)
+
+
+def fat(own=None, layer_table=None, *, requires=">=3.11", name="demo"):
+    return load_config(FAT, own or {}, layer_table or {}, project_name=name, requires_python=requires)
+
+
+def error(call, *args, **kwargs) -> LambdaBuildError:
+    with pytest.raises(LambdaBuildError) as raised:
+        call(*args, **kwargs)
+    return raised.value
+
+
+def test_defaults():
+    config = layer()
+    assert config.kind == LAYER
+    assert config.target == Target("3.11", "x86_64")
+    assert config.installer == "auto"
+    assert config.image == DEFAULT_IMAGE
+    assert config.image_name == "public.ecr.aws/lambda/python:3.11"
+    assert config.docker_network is None
+    assert (config.extras, config.groups, config.exclude_packages) == ((), (), ())
+    assert config.layout == "python" and config.layer_prefix == "python/"
+    assert config.strip is True
+    assert (config.strip_patterns, config.keep_patterns) == ((), ())
+    assert config.functions == (Function(name="demo"),)
+    assert config.functions[0].is_default
+    assert (config.max_zipped_mb, config.max_unzipped_mb) == (MAX_ZIPPED_MB, MAX_UNZIPPED_MB) == (50, 250)
+    assert config.size_check == "error"
+    assert config.package is None
+
+
+@pytest.mark.parametrize(
+    ("requires", "python"),
+    [(">=3.11", "3.11"), (">=3.12", "3.12"), (">=3.8", "3.10"), (None, "3.10"), ("~=3.13.1", "3.13"),
+     (">3.11", "3.11"), ("==3.14.*", "3.14")],
+)
+def test_python_defaults_to_the_lowest_runtime_requires_python_allows(requires, python):
+    assert layer(requires=requires).target.python == python
+
+
+def test_all_keys():
+    config = layer({
+        "python": "3.13",
+        "arch": "aarch64",  # alias
+        "installer": "docker",
+        "image": "registry.example/lambda:{python}-{arch}",
+        "docker-network": "host",
+        "extras": ["http"],
+        "groups": ["dev"],
+        "exclude-packages": ["boto3"],
+        "layout": "site-packages",
+        "strip": False,
+        "strip-patterns": ["*.pyi"],
+        "keep-patterns": ["*.dist-info/RECORD"],
+        "functions": {"b": {"packages": ["src/b"]}, "a": {"include": ["src/a"], "exclude": ["src/a/t"],
+                                                          "only-include": ["src/a"]}},
+        "max-unzipped-mb": 100.5,
+        "max-zipped-mb": 10,
+        "size-check": "warn",
+        "package": "member",
+        "directory": "out",  # hatchling's own key
+        "versions": ["standard"],
+    })
+    assert config.target == Target("3.13", "arm64")
+    assert config.image_name == "registry.example/lambda:3.13-arm64"
+    assert config.layer_prefix == "python/lib/python3.13/site-packages/"
+    assert (config.installer, config.docker_network, config.size_check) == ("docker", "host", "warn")
+    assert (config.extras, config.groups, config.exclude_packages) == (("http",), ("dev",), ("boto3",))
+    assert (config.strip, config.strip_patterns, config.keep_patterns) == (False, ("*.pyi",), ("*.dist-info/RECORD",))
+    # sorted by name, options as tuples
+    assert config.functions == (
+        Function("a", include=("src/a",), exclude=("src/a/t",), only_include=("src/a",)),
+        Function("b", packages=("src/b",)),
+    )
+    assert (config.max_unzipped_mb, config.max_zipped_mb, config.package) == (100.5, 10, "member")
+
+
+def test_fat_reads_the_layer_table_for_keys_it_does_not_set():
+    layer_table = {"python": "3.12", "arch": "arm64", "strip": False, "functions": {"api": {"packages": ["src"]}},
+                   "extras": ["x"], "max-zipped-mb": 200}
+    config = fat({}, layer_table)
+    assert config.kind == FAT
+    assert config.target == Target("3.12", "arm64")
+    assert config.strip is False and config.extras == ("x",) and config.max_zipped_mb == 200
+    assert [f.name for f in config.functions] == ["api"]
+    own = fat({"arch": "x86_64", "functions": {"solo": {}}}, layer_table)
+    assert own.target == Target("3.12", "x86_64")
+    assert [f.name for f in own.functions] == ["solo"]
+    # and the layer never reads the fat table
+    assert load_config(LAYER, layer_table, {"python": "3.13"}, project_name="d", requires_python=None).target.python == "3.12"
+
+
+def test_exclude_packages_is_not_inherited():
+    assert fat().exclude_packages == ("boto3", "botocore")
+    assert fat({}, {"exclude-packages": ["pyarrow"]}).exclude_packages == ("boto3", "botocore")
+    assert fat({"exclude-packages": []}, {"exclude-packages": ["pyarrow"]}).exclude_packages == ()
+    assert fat({"exclude-packages": ["x"]}).exclude_packages == ("x",)
+    assert layer({"exclude-packages": ["pyarrow"]}).exclude_packages == ("pyarrow",)
+
+
+@pytest.mark.parametrize(
+    ("own", "inherited", "where"),
+    [
+        ({"pyton": "3.11"}, {}, T_FAT),
+        ({}, {"pyton": "3.11"}, T_LAYER),
+    ],
+)
+def test_unknown_key_names_its_table(own, inherited, where):
+    exc = error(fat, own, inherited)
+    assert exc.problem == f"unknown key 'pyton' in {where} of pyproject.toml"
+    assert exc.fix.startswith("valid keys: arch, docker-network, exclude-packages, extras, functions")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("strip", "yes", "true or false"),
+        ("strip", 1, "true or false"),
+        ("extras", "http", "a list of strings"),
+        ("groups", ["dev", 1], "a list of strings"),
+        ("strip-patterns", "*.pyi", "a list of strings"),
+        ("keep-patterns", [["nested"]], "a list of strings"),
+        ("exclude-packages", "boto3", "a list of strings"),
+        ("max-zipped-mb", "50", "a positive number"),
+        ("max-zipped-mb", True, "a positive number"),
+        ("max-unzipped-mb", 0, "a positive number"),
+        ("max-unzipped-mb", -1, "a positive number"),
+        ("layout", "flat", "'python' or 'site-packages'"),
+        ("installer", "pip", "'auto' or 'wheels' or 'docker'"),
+        ("size-check", "strict", "'error' or 'warn' or 'off'"),
+        ("image", 3, "a string"),
+        ("package", ["a"], "a string"),
+        ("functions", ["api"], "a table of function name -> { packages, include, exclude }"),
+        ("functions", {}, "a table of function name -> { packages, include, exclude }"),
+        ("python", 3.12, "a string, one of 3.10, 3.11, 3.12, 3.13, 3.14"),
+    ],
+)
+def test_wrong_types(key, value, expected):
+    exc = error(layer, {key: value})
+    assert exc.problem == f"{key} in {T_LAYER} of pyproject.toml must be {expected}, not {value!r}"
+
+
+def test_wrong_type_in_the_fat_table_names_it():
+    exc = error(fat, {"strip": "no"}, {"strip": True})
+    assert exc.problem.startswith(f"strip in {T_FAT} of pyproject.toml")
+    exc = error(fat, {}, {"strip": "no"})
+    assert exc.problem.startswith(f"strip in {T_LAYER} of pyproject.toml")
+
+
+@pytest.mark.parametrize(
+    ("table", "requires", "problem", "fix"),
+    [
+        ({"python": "3.9"}, None,
+         f"python 3.9 is a retired Lambda runtime; AWS no longer accepts new functions on it (from {T_LAYER} of "
+         "pyproject.toml)", "use one of 3.10, 3.11, 3.12, 3.13, 3.14"),
+        ({"python": "3.15"}, None, f"unknown Lambda python version '3.15' (from {T_LAYER} of pyproject.toml)",
+         "use one of 3.10, 3.11, 3.12, 3.13, 3.14"),
+        ({"python": "3.11", "arch": "sparc"}, None, f"unknown Lambda arch 'sparc' (from {T_LAYER} of pyproject.toml)",
+         "use 'x86_64' or 'arm64'"),
+        ({}, ">=3.15", "requires-python '>=3.15' allows no Lambda runtime",
+         "Lambda runs python 3.10, 3.11, 3.12, 3.13, 3.14; widen requires-python"),
+        ({}, "not a specifier", None, None),
+    ],
+)
+def test_bad_python_and_arch(table, requires, problem, fix):
+    exc = error(layer, table, requires=requires)
+    if problem is None:
+        assert exc.problem.startswith("invalid requires-python 'not a specifier'")
+        return
+    assert exc.problem == problem
+    assert exc.fix == fix
+
+
+def test_arch_aliases():
+    assert layer({"arch": "amd64"}).target.arch == "x86_64"
+    assert layer({"arch": "aarch64"}).target.arch == "arm64"
+    assert layer({"arch": "arm64"}).target.machine == "aarch64"
+
+
+@pytest.mark.parametrize(
+    ("functions", "problem"),
+    [
+        ({"api": ["src/api"]}, f"functions.api in {T_LAYER} of pyproject.toml must be a table like"),
+        ({"api": {"modules": ["x"]}}, f"unknown key 'modules' in functions.api in {T_LAYER} of pyproject.toml"),
+        ({"api": {"packages": "src/api"}},
+         f"packages in functions.api in {T_LAYER} of pyproject.toml must be a list of strings, not 'src/api'"),
+        ({"layer": {}}, f"function name 'layer' in {T_LAYER} is not usable as a file name"),
+        ({"a/b": {}}, f"function name 'a/b' in {T_LAYER} is not usable as a file name"),
+        ({".hidden": {}}, f"function name '.hidden' in {T_LAYER} is not usable as a file name"),
+    ],
+)
+def test_bad_functions(functions, problem):
+    exc = error(layer, {"functions": functions})
+    assert exc.problem.startswith(problem), exc.problem
+
+
+def test_function_errors_in_the_inherited_table_name_it():
+    exc = error(fat, {}, {"functions": {"api": {"modules": []}}})
+    assert exc.problem == f"unknown key 'modules' in functions.api in {T_LAYER} of pyproject.toml"
+    assert exc.fix == "valid keys: packages, include, exclude, only-include"
+
+
+def test_message_has_problem_then_fix():
+    exc = error(layer, {"arch": "sparc"})
+    assert str(exc) == f"{exc.problem}\n  fix: {exc.fix}"
