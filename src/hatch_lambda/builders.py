@@ -25,9 +25,16 @@ from .pipeline import MANIFEST, build, read_manifest, write_manifest
 class LambdaBuilderConfig(BuilderConfig):
     @property
     def directory(self) -> str:
-        """``directory`` of the target, else ``<hatch's build directory>/lambda``."""
+        """``directory`` of the target (lambda-fat falls back to lambda-layer's, like every key),
+        else ``<hatch's build directory>/lambda``."""
         if "directory" in self.target_config:
             return super().directory
+        layer = self.build_config.get("targets", {}).get(LAYER, {})
+        if self.plugin_name == FAT and isinstance(layer, dict) and "directory" in layer:
+            directory = layer["directory"]
+            if not isinstance(directory, str):
+                raise TypeError(f"Field `tool.hatch.build.targets.{LAYER}.directory` must be a string")
+            return self.normalize_build_directory(directory)
         return os.path.join(super().directory, "lambda")
 
 
