@@ -684,11 +684,19 @@ def test_functions_get_one_zip_each_with_only_their_files(cache, tmp_path):
 def test_directory_option(cache, tmp_path):
     project = copy_fixture("markers-app", tmp_path)
     configure(project, directory="build/zips")
-    build = hatchling_build(project, LAYER, cache=cache)
+    build = hatchling_build(project, LAYER, FAT, cache=cache)
     out = project / "build" / "zips"
-    assert sorted(p.name for p in out.iterdir()) == ["layer.zip", "manifest.json", "markers-app.zip"]
+    # lambda-fat reads it from lambda-layer's table too: one directory, one manifest
+    assert sorted(p.name for p in out.iterdir()) == [
+        "layer.zip", "manifest.json", "markers-app-fat.zip", "markers-app.zip"
+    ]
+    assert set(manifest(out)["targets"]) == {LAYER, FAT}
     assert not (project / "dist").exists()
-    assert "build/zips/layer.zip" in build.output
+    assert "build/zips/layer.zip" in build.output and "build/zips/markers-app-fat.zip" in build.output
+    # a directory of its own for lambda-fat
+    configure(project, FAT, directory="fat")
+    hatchling_build(project, FAT, cache=cache)
+    assert sorted(p.name for p in (project / "fat").iterdir()) == ["manifest.json", "markers-app-fat.zip"]
 
 
 def test_directory_flag(cache, tmp_path):
