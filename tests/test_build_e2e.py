@@ -857,3 +857,13 @@ def test_hatch_build_command(cache, tmp_path):
     # and it builds the very same bytes as `python -m hatchling build`
     direct = hatchling_build(copy_fixture("native-app", tmp_path / "direct"), LAYER, cache=cache)
     assert digests(direct.out()) == digests(out)
+
+
+def test_package_builds_a_workspace_member(cache, tmp_path):
+    project = copy_fixture("workspace-app", tmp_path)
+    configure(project, package="wsmember")
+    build = hatchling_build(project, LAYER, cache=cache)
+    section = manifest(build.out())["targets"][LAYER]
+    # the member's own dependencies only: not idna (the root's), not the member itself
+    assert {d["name"] for d in section["distributions"]} == {"python-dateutil", "tzdata"}
+    assert "python/idna/__init__.py" not in zip_files(build.out("layer.zip"))
