@@ -123,11 +123,11 @@ def ensure_image(client, image: str, platform: str, log: Log) -> None:
         pass
     except docker.errors.APIError as exc:
         raise LambdaBuildError(f"cannot inspect image {image}: {exc}") from None
-    repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
     log(f"pulling {image} for {platform}")
     last = None
     try:
-        for event in client.api.pull(repository, tag=tag, platform=platform, stream=True, decode=True):
+        # The SDK splits the reference itself: name[:tag] or name@sha256:digest.
+        for event in client.api.pull(image, platform=platform, stream=True, decode=True):
             if "error" in event:
                 raise docker.errors.APIError(event["error"])
             status = event.get("status")
@@ -300,17 +300,19 @@ def _auto_sdists(
     try:
         client = connect()
     except LambdaBuildError as unreachable:
-        wheels, failed = [], []
+        wheels, failed, reasons = [], [], []
         for dist in sdists:
             try:
                 wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
-            except LambdaBuildError:
+            except LambdaBuildError as exc:  # not pure Python, or the build itself failed
                 failed.append(dist)
+                reasons.append(exc.problem.replace("\n", "\n    "))
         if failed:
             names = ", ".join(d.pin for d in failed)
             raise LambdaBuildError(
-                f"{names} {'has' if len(failed) == 1 else 'have'} only an sdist that is not pure Python, "
-                f"so it must be built in the Lambda image, but Docker is not reachable at {where_docker_is()}",
+                f"{names} {'has' if len(failed) == 1 else 'have'} only an sdist that could not be built into a "
+                f"pure Python wheel here, so it must be built in the Lambda image, but Docker is not reachable "
+                f"at {where_docker_is()}:\n    " + "\n    ".join(reasons),
                 f"start Docker (or set DOCKER_HOST), or pin {'it' if len(failed) == 1 else 'them'} to a "
                 f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
             ) from unreachable
