@@ -548,6 +548,18 @@ def test_download_with_right_sha256_is_cached_and_reused(tmp_path, no_proxy):
     assert _files(cache) == [first]
 
 
+def test_damaged_cache_file_is_fetched_again(tmp_path, no_proxy):
+    cache = tmp_path / "cache"
+    digest = hashlib.sha256(WHEEL_BYTES).hexdigest()
+    with _Server({"demo-1.0-py3-none-any.whl": WHEEL_BYTES}) as server:
+        dist = _dist(url=server.url("demo-1.0-py3-none-any.whl"), sha256=digest)
+        cached = fetch_one(dist, cache, tmp_path)
+        cached.write_bytes(b"truncated")
+        again = fetch_one(dist, cache, tmp_path)
+        assert len(server.requests) == 2
+    assert again == cached and again.read_bytes() == WHEEL_BYTES
+
+
 def test_download_failures_are_collected(tmp_path, no_proxy):
     cache = tmp_path / "cache"
     with _Server({"b-1.0-py3-none-any.whl": WHEEL_BYTES}) as server:
@@ -582,3 +594,19 @@ def test_local_file_with_wrong_sha256_is_refused(tmp_path):
         kind="wheel", filename=local.name, path="vendor/demo-1.0-py3-none-any.whl",
         sha256=hashlib.sha256(WHEEL_BYTES).hexdigest()))
     assert fetch_one(good, tmp_path / "cache", tmp_path) == local
+
+
+
+def test_exclude_packages_typo_is_an_error(tmp_path):
+    """A name in exclude-packages that the lock does not have is refused, not ignored."""
+    from hatch_lambda.config import FAT, LAYER, load_config
+
+    project = copy_fixture("native-app", tmp_path)
+    config = load_config(LAYER, {"exclude-packages": ["pyyml"]}, {}, project_name="native-app", requires_python=">=3.11")
+    with pytest.raises(LambdaBuildError) as error:
+        resolve(project, config.target, exclude=config.exclude_packages, strict_exclude=not config.exclude_is_default)
+    assert "pyyml" in str(error.value) and "pyyaml" in str(error.value)
+    # lambda-fat's default (boto3, botocore) is fine where the lock has neither.
+    fat = load_config(FAT, {}, {}, project_name="native-app", requires_python=">=3.11")
+    names = resolve(project, fat.target, exclude=fat.exclude_packages, strict_exclude=not fat.exclude_is_default).names()
+    assert names == ["markupsafe", "orjson", "pyyaml"]

@@ -53,6 +53,7 @@ class LambdaConfig:
     extras: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     exclude_packages: tuple[str, ...] = ()
+    exclude_is_default: bool = True  # False when the user wrote exclude-packages
     layout: str = "python"
     strip: bool = True
     strip_patterns: tuple[str, ...] = ()
@@ -201,6 +202,7 @@ def load_config(
         extras=reader.strings("extras"),
         groups=reader.strings("groups"),
         exclude_packages=tuple(exclude),
+        exclude_is_default="exclude-packages" not in own,
         layout=reader.string("layout", "python", LAYOUTS),
         strip=reader.boolean("strip", True),
         strip_patterns=reader.strings("strip-patterns"),

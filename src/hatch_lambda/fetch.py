@@ -68,7 +68,9 @@ def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
         )
     final = cache / "files" / file.sha256[:2] / file.sha256 / file.filename
     if final.is_file():
-        return final
+        if _digest(final) == file.sha256:
+            return final
+        final.unlink()  # damaged in the cache: fetch it again
     final.parent.mkdir(parents=True, exist_ok=True)
     request = urllib.request.Request(file.url, headers={"User-Agent": "hatch-lambda", **_netrc_header(file.url)})
     digest = hashlib.sha256()
@@ -96,17 +98,22 @@ def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
     return final
 
 
-def _verify(path: Path, dist: Distribution) -> None:
-    expected = dist.file.sha256 if dist.file else None
-    if not expected:
-        return
+def _digest(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-    if digest.hexdigest() != expected:
+    return digest.hexdigest()
+
+
+def _verify(path: Path, dist: Distribution) -> None:
+    expected = dist.file.sha256 if dist.file else None
+    if not expected:
+        return
+    actual = _digest(path)
+    if actual != expected:
         raise LambdaBuildError(
-            f"{dist.pin}: {path} has sha256 {digest.hexdigest()}, but uv.lock says {expected}",
+            f"{dist.pin}: {path} has sha256 {actual}, but uv.lock says {expected}",
             "run `uv lock` after changing a local file",
         )
 

@@ -273,13 +273,16 @@ def resolve(
     groups: Iterable[str] = (),
     package: str | None = None,
     exclude: Iterable[str] = (),
+    strict_exclude: bool = True,
     check_fresh: bool = True,
 ) -> Resolution:
     """The distributions ``project_dir`` needs on ``target``, straight from uv.lock.
 
     ``exclude`` names distributions to leave out together with whatever only
-    they pulled in. ``package`` picks a workspace member other than the
-    project in ``project_dir``.
+    they pulled in; a name the lock does not have is an error unless
+    ``strict_exclude`` is false (as for lambda-fat's default boto3/botocore).
+    ``package`` picks a workspace member other than the project in
+    ``project_dir``.
     """
     project_dir = Path(project_dir)
     lock_path = find_lock(project_dir)
@@ -288,6 +291,12 @@ def resolve(
     extras = tuple(sorted({canonicalize_name(e) for e in extras}))
     groups = tuple(sorted({canonicalize_name(g) for g in groups}))
     exclude = {canonicalize_name(name) for name in exclude}
+    unknown = sorted(name for name in exclude if name not in lock.packages)
+    if unknown and strict_exclude:
+        raise LambdaBuildError(
+            f"cannot exclude {', '.join(unknown)}: not in {lock_path}",
+            f"check the spelling; the lock has: {', '.join(sorted(lock.packages))}",
+        )
 
     _check_requires_python(lock, target)
     if check_fresh:

@@ -61,6 +61,7 @@ def build(
         groups=config.groups,
         package=config.package,
         exclude=config.exclude_packages,
+        strict_exclude=not config.exclude_is_default,
     )
     log(f"{config.kind}: {len(resolution.distributions)} distributions from {resolution.lock_path.name} "
         f"for {target.describe()}")
