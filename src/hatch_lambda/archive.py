@@ -9,7 +9,6 @@ into place by the caller once the whole build has passed its checks.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import stat
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp
+
+from .fetch import file_sha256
 
 COMPRESSION_LEVEL = 6  # zlib's default, and zip(1)'s
 
@@ -133,16 +134,12 @@ def write_zip(
             info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
             _write_compressed(archive, info, content)
             unzipped += content.size
-    digest = hashlib.sha256()
-    with destination.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
     return WrittenZip(
         path=destination,
         entries=len(names),
         zipped=destination.stat().st_size,
         unzipped=unzipped,
-        sha256=digest.hexdigest(),
+        sha256=file_sha256(destination),
     )
 
 

@@ -14,7 +14,6 @@ the host (accepted only when pure Python).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import ssl
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from .config import LambdaConfig
 from .errors import LambdaBuildError
+from .fetch import file_sha256
 from .install import StagedDistribution, StagedTree, Wheel, collect_wheels, host_build, unpack_all
 from .lock import Distribution, Resolution
 from .prune import remove_empty_dirs
@@ -142,14 +142,6 @@ def ensure_image(client, image: str, platform: str, log: Log) -> None:
         ) from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _link_or_copy(source: Path, directory: Path, name: str | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / (name or source.name)
@@ -224,7 +216,7 @@ def install_in_image(config: LambdaConfig, client, wheels: list[Wheel], root: Pa
     lines = []
     for wheel in sorted(wheels, key=lambda w: w.dist.name):
         local = _link_or_copy(wheel.path, wheel_dir)
-        digest = wheel.dist.file.sha256 if wheel.how == "wheel" and wheel.dist.file else _sha256(local)
+        digest = wheel.dist.file.sha256 if wheel.how == "wheel" and wheel.dist.file else file_sha256(local)
         lines.append(f"{wheel.dist.name} @ file:///wheels/{local.name} --hash=sha256:{digest}")
     (job / "requirements.txt").write_text("\n".join(lines) + "\n")
     root.mkdir(parents=True, exist_ok=True)

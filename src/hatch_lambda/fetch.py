@@ -68,7 +68,7 @@ def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
         )
     final = cache / "files" / file.sha256[:2] / file.sha256 / file.filename
     if final.is_file():
-        if _digest(final) == file.sha256:
+        if file_sha256(final) == file.sha256:
             return final
         final.unlink()  # damaged in the cache: fetch it again
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,8 @@ def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
     return final
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -110,7 +111,7 @@ def _verify(path: Path, dist: Distribution) -> None:
     expected = dist.file.sha256 if dist.file else None
     if not expected:
         return
-    actual = _digest(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise LambdaBuildError(
             f"{dist.pin}: {path} has sha256 {actual}, but uv.lock says {expected}",
