@@ -21,7 +21,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from .errors import LambdaBuildError
 from .markers import encode_extra, encode_group, evaluate
-from .target import RUNTIMES, Target
+from .target import RUNTIMES, Target, allowed_runtimes
 
 SUPPORTED_LOCK_VERSIONS = (1,)
 SOURCE_KINDS = ("registry", "editable", "directory", "virtual", "path", "url", "git")
@@ -373,8 +373,8 @@ def _check_requires_python(lock: Lock, target: Target) -> None:
         spec = SpecifierSet(text)
     except InvalidSpecifier:
         raise LambdaBuildError(f"{lock.path}: invalid requires-python {text!r}", "run `uv lock`") from None
-    if not any(spec.contains(f"{target.python}.{patch}", prereleases=True) for patch in (0, 99)):
-        allowed = [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+    allowed = allowed_runtimes(spec)
+    if target.python not in allowed:
         raise LambdaBuildError(
             f"python {target.python} is outside the project's requires-python {text!r} ({lock.path})",
             f"target one of: {', '.join(allowed)}" if allowed else "widen requires-python in pyproject.toml",

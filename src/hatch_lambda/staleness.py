@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from .errors import LambdaBuildError
 from .lock import LOCAL_KINDS, Lock, read_toml, source_kind
 from .markers import evaluate
-from .target import ARCHES, RUNTIMES, Target
+from .target import ARCHES, RUNTIMES, Target, allowed_runtimes
 
 _SOURCE_KEYS = ("editable", "directory", "path", "git", "url", "virtual", "workspace", "index")
 
@@ -56,7 +56,7 @@ def _runtimes(requires_python: str | None, where: Path) -> list[str]:
         spec = SpecifierSet(requires_python or "")
     except InvalidSpecifier:
         raise LambdaBuildError(f"{where}: invalid requires-python {requires_python!r}") from None
-    return [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+    return allowed_runtimes(spec)
 
 
 def _compare_requires_python(lock: Lock, pyprojects: list[Path]) -> None:
@@ -180,7 +180,7 @@ def _parse(text: str, where: Path) -> Requirement:
 def _targets(requires_python: str | None) -> list[Target]:
     """The runtimes the lock covers: the environments a marker is judged on."""
     spec = SpecifierSet(requires_python or "")
-    pythons = [p for p in RUNTIMES if any(spec.contains(f"{p}.{x}", prereleases=True) for x in (0, 99))]
+    pythons = allowed_runtimes(spec)
     return [Target(python, arch) for python in pythons or RUNTIMES for arch in ARCHES]
 
 

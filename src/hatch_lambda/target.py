@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from .errors import LambdaBuildError
@@ -157,19 +158,22 @@ class Target:
         return f"python {self.python} {self.arch} ({self.os_release}, glibc {major}.{minor})"
 
 
+def allowed_runtimes(spec: SpecifierSet) -> list[str]:
+    """The Lambda runtimes a ``requires-python`` specifier admits (any patch release counts)."""
+    return [p for p in RUNTIMES if any(spec.contains(f"{p}.{patch}", prereleases=True) for patch in (0, 99))]
+
+
 def lowest_runtime(requires_python: str | None) -> str:
     """The lowest Lambda runtime that ``requires-python`` allows."""
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
     if not requires_python:
         return next(iter(RUNTIMES))
     try:
         spec = SpecifierSet(requires_python)
     except InvalidSpecifier as exc:
         raise LambdaBuildError(f"invalid requires-python {requires_python!r}: {exc}") from None
-    for python in RUNTIMES:
-        if spec.contains(f"{python}.0", prereleases=True) or spec.contains(f"{python}.99", prereleases=True):
-            return python
+    allowed = allowed_runtimes(spec)
+    if allowed:
+        return allowed[0]
     raise LambdaBuildError(
         f"requires-python {requires_python!r} allows no Lambda runtime",
         f"Lambda runs python {', '.join(RUNTIMES)}; widen requires-python",
