@@ -18,7 +18,8 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -142,9 +143,9 @@ def ensure_image(client, image: str, platform: str, log: Log) -> None:
         ) from None
 
 
-def _link_or_copy(source: Path, directory: Path, name: str | None = None) -> Path:
+def _link_or_copy(source: Path, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / (name or source.name)
+    target = directory / source.name
     try:
         os.link(source, target)
     except OSError:
@@ -275,14 +276,20 @@ def stage_with_docker(
             if sdists:
                 wheels += _auto_sdists(config, sdists, downloads, work, cache, log)
             return unpack_all(wheels, root, resolution.target, work)
-        client = connect()
-        try:
-            ensure_image(client, config.image_name, config.target.docker_platform, log)
+        with _engine_with_image(connect(), config, log) as client:
             if sdists:
                 wheels += build_sdists_in_image(config, client, sdists, downloads, work, log)
             return install_in_image(config, client, wheels, root, work, log)
-        finally:
-            client.close()
+
+
+@contextmanager
+def _engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
+    """``client``, once the target's image is on the engine; closed afterwards."""
+    try:
+        ensure_image(client, config.image_name, config.target.docker_platform, log)
+        yield client
+    finally:
+        client.close()
 
 
 def _auto_sdists(
@@ -309,8 +316,5 @@ def _auto_sdists(
                 f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
             ) from unreachable
         return wheels
-    try:
-        ensure_image(client, config.image_name, config.target.docker_platform, log)
+    with _engine_with_image(client, config, log):
         return build_sdists_in_image(config, client, sdists, downloads, work, log)
-    finally:
-        client.close()
