@@ -45,6 +45,17 @@ RESULT_MARK = "@@hatch-lambda-test-result@@"
 # projects
 
 
+#: What fixtures/native-app's handler returns for the event {}.
+NATIVE_EXPECTED = {
+    "ok": True,
+    "yaml_libyaml": True,
+    "yaml": {"greeting": "hello <world>", "n": 3},
+    "html": "hello &lt;world&gt;",
+    "markupsafe_speedups": True,
+    "json": '{"greeting":"hello <world>","n":3}',
+}
+
+
 def copy_fixture(name: str, destination: Path) -> Path:
     """A private copy of ``fixtures/<name>`` at ``destination/<name>``, without build output or bytecode."""
     source = FIXTURES / name

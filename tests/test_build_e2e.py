@@ -26,6 +26,7 @@ import pytest
 from buildutil import (
     FAT,
     LAYER,
+    NATIVE_EXPECTED,
     ROOT,
     Build,
     assert_zip_is_normalised,
@@ -68,14 +69,7 @@ def cache(tmp_path_factory):
 
 
 def _native_expected(section: dict) -> dict:
-    return {
-        "ok": True,
-        "yaml_libyaml": True,
-        "yaml": {"greeting": "hello <world>", "n": 3},
-        "html": "hello &lt;world&gt;",
-        "markupsafe_speedups": True,
-        "json": '{"greeting":"hello <world>","n":3}',
-    }
+    return NATIVE_EXPECTED
 
 
 def _version(section: dict, name: str) -> str:

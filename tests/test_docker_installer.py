@@ -18,6 +18,7 @@ import pytest
 
 from buildutil import (
     LAYER,
+    NATIVE_EXPECTED,
     assert_failed_cleanly,
     configure,
     copy_fixture,
@@ -52,14 +53,6 @@ pytestmark = [
     ),
 ]
 
-NATIVE_EXPECTED = {
-    "ok": True,
-    "yaml_libyaml": True,
-    "yaml": {"greeting": "hello <world>", "n": 3},
-    "html": "hello &lt;world&gt;",
-    "markupsafe_speedups": True,
-    "json": '{"greeting":"hello <world>","n":3}',
-}
 SDIST_EVENT = {"command": "photo.png --width=320"}
 SDIST_EXPECTED = {"ok": True, "image": "photo.png", "width": 320, "height": 600}
 
