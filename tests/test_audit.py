@@ -402,3 +402,19 @@ def test_audit_modes(tmp_path):
     assert warnings == [f"warning: the staged tree does not fit {Target('3.11').describe()}:\n    "
                         + report.findings[0].line]
     assert audit_elf(tree, "off", warnings.append).findings == [] and len(warnings) == 1
+
+
+def test_packed_relative_relocations_need_glibc_2_36(tmp_path):
+    """Linked with -z pack-relative-relocs: the object needs GLIBC_ABI_DT_RELR, which only glibc 2.36 loads."""
+    source = ('#include <stdio.h>\nstatic const char *names[] = {"a", "b", "c"};\n'
+              'const char *pick(int i) { printf("%d\\n", i); return names[i]; }\n')
+    library = compile_shared(tmp_path / "src", "relr", source, "-Wl,-z,pack-relative-relocs")
+    info = elf_info(library)
+    if not info.relr:
+        pytest.skip("this linker does not pack relative relocations")
+    assert info.glibc == (2, 36)
+    tree = staged(tmp_path / "t", {"relr/librelr.so": library.read_bytes()}, Target("3.13"), owner="relr")
+    with pytest.raises(LambdaBuildError) as raised:
+        audit_elf(tree)
+    assert ("relr: relr/librelr.so: found GLIBC_ABI_DT_RELR (glibc 2.36), the runtime allows GLIBC_2.34 at most "
+            "(Amazon Linux 2023)") in raised.value.problem

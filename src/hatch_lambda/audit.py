@@ -31,6 +31,7 @@ SYMBOL_VERSION = re.compile(r"^(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)$")
 #: ``name.<tag>.so``: the tag of an extension module's file name.
 EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(?P<tag>[^.]+)\.so$")
 LIBSTDCXX_NAME = "libstdc++.so.6"
+DT_RELR_GLIBC = (2, 36)  # the first glibc whose loader reads DT_RELR (version GLIBC_ABI_DT_RELR)
 AUDITS = ("error", "warn", "off")
 MB = 1 << 20
 
@@ -41,6 +42,7 @@ class ElfInfo:
     glibc: tuple[int, int] | None  # highest GLIBC_x.y symbol version it needs
     cxx: dict[str, tuple[int, ...]]  # "GLIBCXX"/"CXXABI" -> highest version needed from libstdc++.so.6
     needed: tuple[str, ...]  # DT_NEEDED
+    relr: bool = False  # needs GLIBC_ABI_DT_RELR
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def elf_info(path: Path) -> ElfInfo | None:
             glibc = None
             cxx: dict[str, tuple[int, ...]] = {}
             needed: list[str] = []
+            relr = False
             for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
                     needed += [tag.needed for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
@@ -106,6 +109,10 @@ def elf_info(path: Path) -> ElfInfo | None:
                     continue
                 for verneed, auxiliaries in section.iter_versions():
                     for aux in auxiliaries:
+                        if aux.name == "GLIBC_ABI_DT_RELR":  # packed relative relocations: glibc 2.36
+                            glibc = max(glibc or DT_RELR_GLIBC, DT_RELR_GLIBC)
+                            relr = True
+                            continue
                         match = SYMBOL_VERSION.match(aux.name)
                         if not match:
                             continue
@@ -117,7 +124,7 @@ def elf_info(path: Path) -> ElfInfo | None:
                             cxx[family] = version
         except ELFError:
             return None
-    return ElfInfo(machine, glibc, cxx, tuple(needed))
+    return ElfInfo(machine, glibc, cxx, tuple(needed), relr)
 
 
 def read_elf(path: Path) -> tuple[str, tuple[int, int] | None] | None:
@@ -155,7 +162,10 @@ def check_object(path: str, package: str, info: ElfInfo, target: Target, names: 
     out = []
     major, minor = target.glibc
     if info.glibc and info.glibc > target.glibc:
-        out.append(Finding(package, path, f"GLIBC_{info.glibc[0]}.{info.glibc[1]}",
+        found = f"GLIBC_{info.glibc[0]}.{info.glibc[1]}"
+        if info.relr and info.glibc == DT_RELR_GLIBC:
+            found = "GLIBC_ABI_DT_RELR (glibc 2.36)"
+        out.append(Finding(package, path, found,
                            f"GLIBC_{major}.{minor} at most ({target.os_release})",
                            f"pin a {package} release with a wheel for manylinux_{major}_{minor} or older, {docker}"))
     if LIBSTDCXX_NAME not in names:  # a bundled libstdc++ brings its own symbol versions

@@ -5,7 +5,8 @@ code under ``/var/task``) and an interpreter of the runtime's version imports
 each top-level module with ``sys.path`` in Lambda's order. The interpreter is
 this machine's ``pythonX.Y`` when its version and CPU match the target (started
 with ``-I -S``: no site-packages of the host), else the runtime's Python inside
-the Lambda image through Docker.
+the Lambda image through Docker, where the image's own site-packages (boto3)
+follow the artifact's directories as they do on Lambda.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ class _Image:
         }
         container = self.client.containers.create(
             self.image,
-            command=["-I", "-S", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
+            # no -S: the image's own site-packages (boto3 in the Lambda images) come last, as on Lambda
+            command=["-I", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
             entrypoint=[f"/var/lang/bin/python{python}"],
             volumes=volumes,
             network_disabled=True,
