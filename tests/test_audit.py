@@ -418,3 +418,28 @@ def test_packed_relative_relocations_need_glibc_2_36(tmp_path):
         audit_elf(tree)
     assert ("relr: relr/librelr.so: found GLIBC_ABI_DT_RELR (glibc 2.36), the runtime allows GLIBC_2.34 at most "
             "(Amazon Linux 2023)") in raised.value.problem
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.parametrize("fixture", ["native-app", "spectra-demo"])
+def test_every_compiled_wheel_of_the_fixtures_passes(tmp_path_factory, tmp_path, fixture, arch):
+    """The real platform wheels the fixtures' locks pick, unpacked together and audited for their runtime."""
+    cache = session_cache(tmp_path_factory)
+    python = "3.12" if fixture == "spectra-demo" else "3.11"
+    target = Target(python, arch)
+    resolution = resolve(ROOT / "fixtures" / fixture, target)
+    files, dists = {}, []
+    for dist in resolution.distributions:
+        if dist.file is None or not dist.file.filename.endswith(".whl") or dist.file.filename.endswith("-any.whl"):
+            continue
+        wheel = fetch_one(dist, cache, resolution.lock_path.parent)
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/") and ".data/" not in n]
+            archive.extractall(tmp_path, names)
+        dists.append(StagedDistribution(dist.name, dist.version, "wheel", tuple(names)))
+    tree = StagedTree(tmp_path, target, tuple(dists))
+    report = audit_elf(tree)
+    assert report.findings == []
+    assert len(report.objects) >= 3
+    assert {o.machine for o in report.objects} == {"EM_X86_64" if arch == "x86_64" else "EM_AARCH64"}
