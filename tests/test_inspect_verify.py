@@ -207,3 +207,13 @@ def test_verify_in_the_lambda_image(built, docker_engine, monkeypatch):
     [data] = json.loads(result.stdout)["results"]
     assert data["interpreter"] == f"python3.11 in {docker_engine.image}"
     assert data["modules"] == ["_yaml", "markupsafe", "orjson", "yaml"] and data["failures"] == {}
+
+
+@pytest.mark.network
+def test_verify_says_when_docker_is_needed_but_not_there(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker-here.sock")
+    result = run_cli("verify", built / "layer.zip", "--runner", "docker")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("hatch-lambda: error: the smoke import runs in the Lambda image (runner docker), but Docker is not "
+            f"reachable at unix://{tmp_path}/no-docker-here.sock") in result.stderr
+    assert "fix: start Docker (or set DOCKER_HOST), or install python3.11" in result.stderr

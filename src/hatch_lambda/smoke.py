@@ -29,6 +29,7 @@ from .target import Target
 Log = Callable[[str], None]
 RUNNERS = ("auto", "host", "docker")
 MARK = "@@hatch-lambda-smoke@@"
+TIMEOUT = 900  # seconds for one interpreter run
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NOT_PACKAGES = (".dist-info", ".data", ".libs", ".egg-info")
 
@@ -157,10 +158,13 @@ class _Host:
     def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
         paths = lambda_sys_path(str(unpacked / "var" / "task"), str(unpacked / "opt"), self.python)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(unpacked)}
-        process = subprocess.run(
-            [self.executable, "-I", "-S", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
-            capture_output=True, text=True, env=env, cwd=unpacked, timeout=900,
-        )
+        try:
+            process = subprocess.run(
+                [self.executable, "-I", "-S", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
+                capture_output=True, text=True, env=env, cwd=unpacked, timeout=TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"no answer within {TIMEOUT} s"
         return _parse(process.stdout), f"exit status {process.returncode}: {_tail(process.stderr)}"
 
 
@@ -174,31 +178,44 @@ class _Image:
         self.description = f"python{target.python} in {image}"
 
     def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
-        python = self.target.python
-        paths = lambda_sys_path("/var/task", "/opt", python)
+        paths = lambda_sys_path("/var/task", "/opt", self.target.python)
+        import docker.errors
+
+        try:
+            container = self._create(paths, modules, unpacked)
+        except docker.errors.APIError as exc:
+            raise LambdaBuildError(
+                f"Docker refused to run {self.image} for {self.target.docker_platform}: {exc}",
+                "give an image of the Lambda Python runtime for that platform (--image), "
+                "or smoke-import on a machine with that python and CPU",
+            ) from None
+        try:
+            container.start()
+            code = container.wait(timeout=TIMEOUT).get("StatusCode", 1)
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        except Exception as exc:  # the SDK raises requests' timeout types, among others
+            return None, f"the container did not finish: {exc}"
+        finally:
+            container.remove(force=True)
+        return _parse(stdout), f"exit status {code}: {_tail(stderr)}"
+
+    def _create(self, paths: list[str], modules: list[str], unpacked: Path):
         volumes = {
             str(unpacked / "opt"): {"bind": "/opt", "mode": "ro"},
             str(unpacked / "var" / "task"): {"bind": "/var/task", "mode": "ro"},
         }
-        container = self.client.containers.create(
+        return self.client.containers.create(
             self.image,
             # no -S: the image's own site-packages (boto3 in the Lambda images) come last, as on Lambda
             command=["-I", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
-            entrypoint=[f"/var/lang/bin/python{python}"],
+            entrypoint=[f"/var/lang/bin/python{self.target.python}"],
             volumes=volumes,
             network_disabled=True,
             platform=self.target.docker_platform,
             working_dir="/var/task",
             environment={"LANG": "C.UTF-8", "HOME": "/tmp"},
         )
-        try:
-            container.start()
-            code = container.wait().get("StatusCode", 1)
-            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        finally:
-            container.remove(force=True)
-        return _parse(stdout), f"exit status {code}: {_tail(stderr)}"
 
 
 def _run(runner, unpacked: Path, modules: list[str]) -> dict[str, str]:
@@ -243,7 +260,17 @@ def smoke_import(
             from .docker_install import connect, ensure_image
 
             image = (image or DEFAULT_IMAGE).format(python=target.python, arch=target.arch)
-            client = connect()
+            try:
+                client = connect()
+            except LambdaBuildError as exc:
+                why = ("the smoke import runs in the Lambda image (runner docker)" if runner == "docker" else
+                       f"no python{target.python} for {target.machine} on this machine, so the smoke import "
+                       "must run in the Lambda image")
+                raise LambdaBuildError(
+                    f"{why}, but {exc.problem}",
+                    f"start Docker (or set DOCKER_HOST), or install python{target.python} to check on this "
+                    "machine (when its CPU is the target's)",
+                ) from None
             ensure_image(client, image, target.docker_platform, log)
             run = _Image(client, image, target)
         results = []
