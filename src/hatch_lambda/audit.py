@@ -197,10 +197,14 @@ def check_object(path: str, package: str, info: ElfInfo, target: Target, names: 
     return out
 
 
-def audit_root(root: Path, target: Target, owner: Mapping[str, str]) -> AuditReport:
-    """Check every ELF object under ``root``; ``owner`` maps a relative path to its distribution."""
+def audit_root(root: Path, target: Target, owner: Mapping[str, str], names: set[str] = frozenset()) -> AuditReport:
+    """Check every ELF object under ``root``; ``owner`` maps a relative path to its distribution.
+
+    ``names``: more file names the artifact holds (a DT_NEEDED library may be one of them).
+    """
     report = AuditReport()
-    files, names = _elf_files(root)
+    files, on_disk = _elf_files(root)
+    names = on_disk | set(names)
     for path, full in files:
         info = elf_info(full)
         if info is None:

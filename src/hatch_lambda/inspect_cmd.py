@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import Artifact, find_artifacts, target_of, unpack
+from .artifacts import Artifact, find_artifacts, target_of
 from .audit import audit_root
 from .contents import OTHER, UNKNOWN, owners_from_manifest, owners_from_zip
 from .errors import LambdaBuildError
@@ -121,11 +121,27 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
         sorted(rows.values(), key=lambda row: (-row.unzipped, row.name)),
     )
     with tempfile.TemporaryDirectory(prefix="hatch-lambda-inspect-") as scratch:
-        root = unpack(artifact, Path(scratch))
-        audited = audit_root(root, target, owner)
+        if artifact.is_zip:
+            audited = audit_root(_unpack_elf(artifact.path, Path(scratch)), target, owner,
+                                 {name.rsplit("/", 1)[-1] for name in names})
+        else:
+            audited = audit_root(artifact.path, target, owner)
     report.findings = audited.findings
     report.elf_objects = len(audited.objects)
     return report
+
+
+def _unpack_elf(path: Path, destination: Path) -> Path:
+    """Only the ELF files of a zip, extracted for the audit (the other names are passed to it as they are)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.filename.startswith("/") or ".." in info.filename.split("/"):
+                continue
+            with archive.open(info) as handle:
+                if handle.read(4) != b"\x7fELF":
+                    continue
+            archive.extract(info, destination)
+    return destination
 
 
 def _mb(size: int) -> str:
