@@ -217,3 +217,16 @@ def test_verify_says_when_docker_is_needed_but_not_there(built, tmp_path, monkey
     assert ("hatch-lambda: error: the smoke import runs in the Lambda image (runner docker), but Docker is not "
             f"reachable at unix://{tmp_path}/no-docker-here.sock") in result.stderr
     assert "fix: start Docker (or set DOCKER_HOST), or install python3.11" in result.stderr
+
+
+@pytest.mark.network
+def test_inspect_an_unpacked_layer(built, tmp_path):
+    with zipfile.ZipFile(built / "layer.zip") as archive:
+        archive.extractall(tmp_path / "layer")
+        expected = sum(info.file_size for info in archive.infolist() if not info.is_dir())
+    code, data = inspect_json(tmp_path / "layer", "--python", "3.11")
+    [report] = data["artifacts"]
+    assert code == 0 and report["kind"] == "tree" and report["file_bytes"] is None
+    assert report["unzipped_bytes"] == expected and report["zipped_bytes"] == 0
+    assert {"orjson", "markupsafe"} <= {row["name"] for row in report["distributions"]}
+    assert report["audit"]["elf_objects"] >= 3 and report["audit"]["findings"] == []

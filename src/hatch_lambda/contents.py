@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-import zipfile
+from collections.abc import Callable
 
 from .install import StagedTree
 from .prune import PruneReport
@@ -68,8 +68,11 @@ def owners_from_manifest(section_contents: dict[str, dict]) -> dict[str, str]:
     return out
 
 
-def owners_from_zip(archive: zipfile.ZipFile, prefix: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(top-level name -> distribution, file -> distribution) from the zip's own dist-info directories.
+def owners_from_dist_info(names: list[str], prefix: str, read: Callable[[str], bytes]
+                          ) -> tuple[dict[str, str], dict[str, str]]:
+    """(top-level name -> distribution, file -> distribution) from an artifact's own dist-info directories.
+
+    ``names`` are the artifact's files, ``read`` returns one file's bytes.
 
     A ``RECORD`` (kept with ``strip = false``) lists every file; without it a
     top-level name is matched to the distribution of the same normalised name
@@ -77,7 +80,6 @@ def owners_from_zip(archive: zipfile.ZipFile, prefix: str) -> tuple[dict[str, st
     """
     tops: dict[str, str] = {}
     files: dict[str, str] = {}
-    names = archive.namelist()
     for entry in names:
         rest = entry[len(prefix):] if entry.startswith(prefix) else None
         if rest is None or "/" not in rest:
@@ -88,7 +90,7 @@ def owners_from_zip(archive: zipfile.ZipFile, prefix: str) -> tuple[dict[str, st
         dist = top[: -len(".dist-info")].rsplit("-", 1)[0]
         tops[top] = dist
         if inner == "RECORD":
-            text = archive.read(entry).decode("utf-8", "replace")
+            text = read(entry).decode("utf-8", "replace")
             for row in csv.reader(io.StringIO(text)):
                 if row:
                     files[prefix + row[0]] = dist

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .artifacts import Artifact, find_artifacts, target_of
 from .audit import audit_root
-from .contents import OTHER, UNKNOWN, owners_from_manifest, owners_from_zip
+from .contents import OTHER, UNKNOWN, owners_from_dist_info, owners_from_manifest
 from .errors import LambdaBuildError
 from .target import RUNTIMES, Target
 
@@ -98,7 +98,9 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
     files: dict[str, str] = {}
     if not tops and artifact.is_zip:
         with zipfile.ZipFile(artifact.path) as archive:
-            tops, files = owners_from_zip(archive, prefix)
+            tops, files = owners_from_dist_info(names, prefix, archive.read)
+    elif not tops:
+        tops, files = owners_from_dist_info(names, prefix, lambda name: (artifact.path / name).read_bytes())
     rows: dict[str, Row] = {}
     owner: dict[str, str] = {}
     for name, unzipped, zipped in entries:
