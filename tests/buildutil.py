@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from hatch_lambda.smoke import host_python, lambda_sys_path
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 LAYER = "lambda-layer"
@@ -273,44 +275,13 @@ def extract(path: Path, destination: Path) -> Path:
 # running handlers the way Lambda does
 
 
-def _probe(executable: str, version: str, env: dict | None = None) -> str | None:
-    try:
-        result = subprocess.run(
-            [executable, "-I", "-S", "-c", "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-    except OSError:
-        return None
-    lines = result.stdout.split()
-    if result.returncode != 0 or len(lines) != 2 or lines[1] != version:
-        return None
-    return lines[0]
-
-
 def find_python(version: str) -> str:
     """The path of a CPython ``version`` interpreter (3.11, 3.12...) on this machine."""
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
         return sys.executable
-    candidates = []
-    found = shutil.which(f"python{version}")
+    found = host_python(version)
     if found:
-        candidates.append((found, None))
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        listed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True)
-        for line in listed.stdout.split():
-            if line == version or line.startswith(f"{version}."):
-                if found:
-                    candidates.append((found, {**os.environ, "PYENV_VERSION": line}))
-                root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
-                candidates.append((str(Path(root, "versions", line, "bin", f"python{version}")), None))
-    for executable, env in candidates:
-        real = _probe(executable, version, env)
-        if real:
-            return real
+        return found
     message = f"no python{version} interpreter on this machine to run the built artifacts with"
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(message, pytrace=False)
@@ -374,11 +345,7 @@ class LambdaRoot:
     @property
     def sys_path(self) -> list[str]:
         """Lambda's order: the task root, then the layer's site-packages directory, then /opt/python."""
-        return [
-            str(self.task),
-            str(self.opt / "python" / "lib" / f"python{self.python}" / "site-packages"),
-            str(self.opt / "python"),
-        ]
+        return lambda_sys_path(str(self.task), str(self.opt), self.python)
 
 
 def lambda_root(directory: Path, python: str, *, layer: Path | None = None, function: Path | None = None) -> LambdaRoot:

@@ -320,10 +320,19 @@ def test_elf_for_the_wrong_cpu_is_refused(tmp_path, cache, aarch64_object):
     configure(project, exclude_packages=None)
     rebuild_fails(project, cache, LAYER, needles=[
         "the staged tree does not fit python 3.11 x86_64",
-        "fakenative/_native.cpython-311-aarch64-linux-gnu.so (from fakenative) is built for EM_AARCH64, not EM_X86_64",
-        "fix: exclude the package (exclude-packages)",
+        "    fakenative: fakenative/_native.cpython-311-aarch64-linux-gnu.so: found machine EM_AARCH64, "
+        "the runtime allows EM_X86_64 (x86_64); fix: use fakenative's x86_64 wheel",
         'installer = "docker"',
+        "fix: follow the fix on each line, or leave the package out (exclude-packages)",
     ])
+    # audit = "warn" builds it anyway and says why; the manifest keeps the finding
+    configure(project, audit="warn")
+    build = hatchling_build(project, LAYER, cache=cache)
+    assert "warning: the staged tree does not fit python 3.11 x86_64" in build.output
+    audit = manifest(project / OUT)["targets"][LAYER]["audit"]
+    assert audit["mode"] == "warn"
+    assert [(f["package"], f["found"]) for f in audit["findings"]] == [("fakenative", "machine EM_AARCH64")]
+    configure(project, audit=None)
     # for arm64 the same object is right
     configure(project, arch="arm64")
     build = hatchling_build(project, LAYER, cache=cache)
@@ -610,3 +619,32 @@ def test_exclude_packages_typo_is_an_error(tmp_path):
     fat = load_config(FAT, {}, {}, project_name="native-app", requires_python=">=3.11")
     names = resolve(project, fat.target, exclude=fat.exclude_packages, strict_exclude=not fat.exclude_is_default).names()
     assert names == ["markupsafe", "orjson", "pyyaml"]
+
+
+@pytest.mark.network
+def test_smoke_import_failure_is_refused_and_can_be_skipped(tmp_path, cache):
+    """smoke-import = true: a module that raises on import stops the build, naming it and its error."""
+    project = tmp_path / "boomapp"
+    make_wheel(project / "wheels", "boom", "1.0", {
+        "boom/__init__.py": b"import os\nif 'BOOM_TABLE' not in os.environ:\n    raise RuntimeError('set BOOM_TABLE')\n",
+    })
+    make_wheel(project / "wheels", "calm", "1.0", {"calm.py": b"VALUE = 1\n"})
+    local_project(project, "boomapp", {"boom": "wheels/boom-1.0-py3-none-any.whl",
+                                       "calm": "wheels/calm-1.0-py3-none-any.whl"},
+                  layer={"exclude-packages": ["boom"], "smoke-import": True})
+    configure(project, FAT, exclude_packages=["boom"])
+    build = hatchling_build(project, LAYER, FAT, cache=cache)
+    assert "smoke import: 1 top-level modules imported with python3.11" in build.output  # calm
+    assert "smoke import: 2 top-level modules imported with python3.11" in build.output  # calm, boomapp
+    configure(project, exclude_packages=None)
+    configure(project, FAT, exclude_packages=None)
+    rebuild_fails(project, cache, LAYER, needles=[
+        "smoke import with python3.11 (",
+        "    layer.zip: import boom: RuntimeError: set BOOM_TABLE",
+        "smoke-import-skip",
+    ])
+    rebuild_fails(project, cache, FAT, needles=["    boomapp-fat.zip: import boom: RuntimeError: set BOOM_TABLE"])
+    configure(project, smoke_import_skip=["boom"])
+    build = hatchling_build(project, LAYER, FAT, cache=cache)
+    assert "smoke import: 1 top-level modules imported" in build.output
+    assert "smoke import: 2 top-level modules imported" in build.output

@@ -51,6 +51,7 @@ def test_defaults():
     assert (config.max_zipped_mb, config.max_unzipped_mb) == (MAX_ZIPPED_MB, MAX_UNZIPPED_MB) == (50, 250)
     assert config.size_check == "error"
     assert config.package is None
+    assert (config.audit, config.smoke_import, config.smoke_import_skip) == ("error", False, ())
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,9 @@ def test_all_keys():
         "max-zipped-mb": 10,
         "size-check": "warn",
         "package": "member",
+        "audit": "warn",
+        "smoke-import": True,
+        "smoke-import-skip": ["needs_env"],
         "directory": "out",  # hatchling's own key
         "versions": ["standard"],
     })
@@ -89,6 +93,7 @@ def test_all_keys():
     assert config.image_name == "registry.example/lambda:3.13-arm64"
     assert config.layer_prefix == "python/lib/python3.13/site-packages/"
     assert (config.installer, config.docker_network, config.size_check) == ("docker", "host", "warn")
+    assert (config.audit, config.smoke_import, config.smoke_import_skip) == ("warn", True, ("needs_env",))
     assert (config.extras, config.groups, config.exclude_packages) == (("http",), ("dev",), ("boto3",))
     assert (config.strip, config.strip_patterns, config.keep_patterns) == (False, ("*.pyi",), ("*.dist-info/RECORD",))
     # sorted by name, options as tuples
@@ -101,9 +106,10 @@ def test_all_keys():
 
 def test_fat_reads_the_layer_table_for_keys_it_does_not_set():
     layer_table = {"python": "3.12", "arch": "arm64", "strip": False, "functions": {"api": {"packages": ["src"]}},
-                   "extras": ["x"], "max-zipped-mb": 200}
+                   "extras": ["x"], "max-zipped-mb": 200, "audit": "off", "smoke-import": True}
     config = fat({}, layer_table)
     assert config.kind == FAT
+    assert (config.audit, config.smoke_import) == ("off", True)
     assert config.target == Target("3.12", "arm64")
     assert config.strip is False and config.extras == ("x",) and config.max_zipped_mb == 200
     assert [f.name for f in config.functions] == ["api"]
@@ -132,7 +138,7 @@ def test_exclude_packages_is_not_inherited():
 def test_unknown_key_names_its_table(own, inherited, where):
     exc = error(fat, own, inherited)
     assert exc.problem == f"unknown key 'pyton' in {where} of pyproject.toml"
-    assert exc.fix.startswith("valid keys: arch, docker-network, exclude-packages, extras, functions")
+    assert exc.fix.startswith("valid keys: arch, audit, docker-network, exclude-packages, extras, functions")
 
 
 @pytest.mark.parametrize(
@@ -152,6 +158,10 @@ def test_unknown_key_names_its_table(own, inherited, where):
         ("layout", "flat", "'python' or 'site-packages'"),
         ("installer", "pip", "'auto' or 'wheels' or 'docker'"),
         ("size-check", "strict", "'error' or 'warn' or 'off'"),
+        ("audit", "relaxed", "'error' or 'warn' or 'off'"),
+        ("audit", False, "'error' or 'warn' or 'off'"),
+        ("smoke-import", "yes", "true or false"),
+        ("smoke-import-skip", "needs_env", "a list of strings"),
         ("image", 3, "a string"),
         ("package", ["a"], "a string"),
         ("functions", ["api"], "a table of function name -> { packages, include, exclude }"),

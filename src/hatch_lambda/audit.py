@@ -1,40 +1,96 @@
-"""Checks on a staged tree: CPU and glibc of every ELF object, and Lambda's size limits."""
+"""Checks on a staged tree: every ELF object against the runtime, and Lambda's size limits.
+
+For each ELF file (read with pyelftools): its CPU, the highest ``GLIBC_``
+symbol version it needs, the ``GLIBCXX_``/``CXXABI_`` versions it needs from
+the system's ``libstdc++.so.6``, an extension module's ABI suffix, and that
+every ``DT_NEEDED`` library is in the artifact or in the runtime's base system
+(:mod:`.runtime_base`).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from .errors import LambdaBuildError
 from .install import StagedTree
+from .runtime_base import BASE_LIBRARIES, LIBSTDCXX
 from .target import Target
 
 ELF_MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 GLIBC = re.compile(r"^GLIBC_(\d+)\.(\d+)")
+SYMBOL_VERSION = re.compile(r"^(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)$")
+#: ``name.<tag>.so``: the tag of an extension module's file name.
+EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(?P<tag>[^.]+)\.so$")
+LIBSTDCXX_NAME = "libstdc++.so.6"
+DT_RELR_GLIBC = (2, 36)  # the first glibc whose loader reads DT_RELR (version GLIBC_ABI_DT_RELR)
+AUDITS = ("error", "warn", "off")
 MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    machine: str  # pyelftools' e_machine name, e.g. EM_X86_64
+    glibc: tuple[int, int] | None  # highest GLIBC_x.y symbol version it needs
+    cxx: dict[str, tuple[int, ...]]  # "GLIBCXX"/"CXXABI" -> highest version needed from libstdc++.so.6
+    needed: tuple[str, ...]  # DT_NEEDED
+    relr: bool = False  # needs GLIBC_ABI_DT_RELR
 
 
 @dataclass(frozen=True)
 class ElfObject:
     path: str
-    machine: str  # pyelftools' e_machine name, e.g. EM_X86_64
-    glibc: tuple[int, int] | None  # highest GLIBC_x.y symbol version it needs
+    machine: str
+    glibc: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing about one file that will not work on the runtime."""
+
+    package: str
+    path: str
+    found: str
+    allowed: str
+    fix: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.package}: {self.path}: found {self.found}, the runtime allows {self.allowed}; fix: {self.fix}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"package": self.package, "file": self.path, "found": self.found, "allowed": self.allowed,
+                "fix": self.fix}
 
 
 @dataclass
 class AuditReport:
     objects: list[ElfObject] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return [finding.line for finding in self.findings]
 
 
-def read_elf(path: Path) -> tuple[str, tuple[int, int] | None] | None:
-    """(machine, highest glibc needed) of an ELF file, or None if it is not one."""
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def elf_info(path: Path) -> ElfInfo | None:
+    """What the audit needs to know of an ELF file, or None if it is not one."""
     with path.open("rb") as handle:
         if handle.read(4) != b"\x7fELF":
             return None
@@ -42,19 +98,39 @@ def read_elf(path: Path) -> tuple[str, tuple[int, int] | None] | None:
         try:
             elf = ELFFile(handle)
             machine = elf["e_machine"]
-            highest = None
+            glibc = None
+            cxx: dict[str, tuple[int, ...]] = {}
+            needed: list[str] = []
+            relr = False
             for section in elf.iter_sections():
+                if isinstance(section, DynamicSection):
+                    needed += [tag.needed for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
                 if not isinstance(section, GNUVerNeedSection):
                     continue
-                for _, auxiliaries in section.iter_versions():
+                for verneed, auxiliaries in section.iter_versions():
                     for aux in auxiliaries:
-                        match = GLIBC.match(aux.name)
-                        if match:
-                            version = (int(match[1]), int(match[2]))
-                            highest = version if highest is None or version > highest else highest
+                        if aux.name == "GLIBC_ABI_DT_RELR":  # packed relative relocations: glibc 2.36
+                            glibc = max(glibc or DT_RELR_GLIBC, DT_RELR_GLIBC)
+                            relr = True
+                            continue
+                        match = SYMBOL_VERSION.match(aux.name)
+                        if not match:
+                            continue
+                        family, version = match[1], _version(match[2])
+                        if family == "GLIBC":
+                            version = version[:2] if len(version) >= 2 else (version[0], 0)
+                            glibc = version if glibc is None or version > glibc else glibc
+                        elif verneed.name == LIBSTDCXX_NAME and version > cxx.get(family, ()):
+                            cxx[family] = version
         except ELFError:
             return None
-    return machine, highest
+    return ElfInfo(machine, glibc, cxx, tuple(needed), relr)
+
+
+def read_elf(path: Path) -> tuple[str, tuple[int, int] | None] | None:
+    """(machine, highest glibc needed) of an ELF file, or None if it is not one."""
+    info = elf_info(path)
+    return None if info is None else (info.machine, info.glibc)
 
 
 def owners(tree: StagedTree) -> dict[str, str]:
@@ -62,40 +138,103 @@ def owners(tree: StagedTree) -> dict[str, str]:
     return {path: dist.name for dist in tree.distributions for path in dist.files}
 
 
-def audit_elf(tree: StagedTree) -> AuditReport:
-    """Every ELF object must be for the target's CPU and need no newer glibc than it has."""
-    target: Target = tree.target
-    expected = ELF_MACHINES[target.machine]
-    owner = owners(tree)
-    report = AuditReport()
-    for directory, dirs, files in os.walk(tree.root):
+def _elf_files(root: Path) -> tuple[list[tuple[str, Path]], set[str]]:
+    """(relative path, path) of every regular file that may be ELF, and every file name in the tree."""
+    files, names = [], set()
+    for directory, dirs, entries in os.walk(root):
         dirs.sort()
-        for name in sorted(files):
+        for name in sorted(entries):
+            names.add(name)
             full = Path(directory, name)
             if full.is_symlink() or not full.is_file():
                 continue
-            info = read_elf(full)
-            if info is None:
-                continue
-            path = full.relative_to(tree.root).as_posix()
-            machine, glibc = info
-            report.objects.append(ElfObject(path, machine, glibc))
-            dist = owner.get(path, "?")
-            if machine != expected:
-                report.problems.append(f"{path} (from {dist}) is built for {machine}, not {expected}")
-            if glibc and glibc > target.glibc:
-                report.problems.append(
-                    f"{path} (from {dist}) needs glibc {glibc[0]}.{glibc[1]}, "
-                    f"but {target.describe()} has {target.glibc[0]}.{target.glibc[1]}"
-                )
-    if report.problems:
-        shown = report.problems[:10]
-        more = f" (and {len(report.problems) - 10} more)" if len(report.problems) > 10 else ""
-        raise LambdaBuildError(
-            f"the staged tree does not fit {target.describe()}:\n    " + "\n    ".join(shown) + more,
-            "exclude the package (exclude-packages), pin a release with a wheel for this runtime, "
-            'or build it in the Lambda image with installer = "docker"',
-        )
+            files.append((full.relative_to(root).as_posix(), full))
+    return files, names
+
+
+def check_object(path: str, package: str, info: ElfInfo, target: Target, names: set[str]) -> list[Finding]:
+    """Everything about one ELF object that does not fit ``target``."""
+    expected = ELF_MACHINES[target.machine]
+    docker = 'or build it in the Lambda image with installer = "docker"'
+    if info.machine != expected:
+        return [Finding(package, path, f"machine {info.machine}", f"{expected} ({target.arch})",
+                        f"use {package}'s {target.machine} wheel (is arch set to the CPU you deploy to?), {docker}")]
+    out = []
+    major, minor = target.glibc
+    if info.glibc and info.glibc > target.glibc:
+        found = f"GLIBC_{info.glibc[0]}.{info.glibc[1]}"
+        if info.relr and info.glibc == DT_RELR_GLIBC:
+            found = "GLIBC_ABI_DT_RELR (glibc 2.36)"
+        out.append(Finding(package, path, found,
+                           f"GLIBC_{major}.{minor} at most ({target.os_release})",
+                           f"pin a {package} release with a wheel for manylinux_{major}_{minor} or older, {docker}"))
+    if LIBSTDCXX_NAME not in names:  # a bundled libstdc++ brings its own symbol versions
+        have = LIBSTDCXX[target.os_release]
+        for family, version in sorted(info.cxx.items()):
+            if version > have[family]:
+                out.append(Finding(
+                    package, path, f"{family}_{_dotted(version)}",
+                    f"{family}_{_dotted(have[family])} at most (libstdc++ of {target.os_release})",
+                    f"pin a {package} release built with an older compiler (a manylinux_{major}_{minor} wheel), "
+                    f"or one that bundles its libstdc++, {docker}",
+                ))
+    match = EXTENSION.match(path.rsplit("/", 1)[-1])
+    if match:
+        tag = match["tag"]
+        right = f"cpython-{target.python.replace('.', '')}-{target.machine}-linux-gnu"
+        if tag.startswith(("cpython-", "pypy")) and tag != right:
+            out.append(Finding(package, path, f"extension suffix .{tag}.so", f".{right}.so, .abi3.so or .so",
+                               f"use {package}'s wheel for python {target.python} "
+                               f"(is python set to the runtime you deploy to?), {docker}"))
+    for library in info.needed:
+        if library not in names and library not in BASE_LIBRARIES:
+            out.append(Finding(
+                package, path, f"DT_NEEDED {library}, which is not in the artifact",
+                "libraries in the artifact or in its base system (glibc, libgcc_s, libstdc++, libz, libexpat)",
+                f"use a {package} wheel that bundles {library} (auditwheel repair), ship {library} in the artifact "
+                f"or another layer, or leave {package} out with exclude-packages",
+            ))
+    return out
+
+
+def audit_root(root: Path, target: Target, owner: Mapping[str, str], names: set[str] = frozenset()) -> AuditReport:
+    """Check every ELF object under ``root``; ``owner`` maps a relative path to its distribution.
+
+    ``names``: more file names the artifact holds (a DT_NEEDED library may be one of them).
+    """
+    report = AuditReport()
+    files, on_disk = _elf_files(root)
+    names = on_disk | set(names)
+    for path, full in files:
+        info = elf_info(full)
+        if info is None:
+            continue
+        report.objects.append(ElfObject(path, info.machine, info.glibc))
+        report.findings += check_object(path, owner.get(path, "?"), info, target, names)
+    return report
+
+
+def audit_message(report: AuditReport, target: Target, limit: int = 10) -> LambdaBuildError:
+    lines = report.problems
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return LambdaBuildError(
+        f"the staged tree does not fit {target.describe()}:\n    " + "\n    ".join(lines[:limit]) + more,
+        "follow the fix on each line, or leave the package out (exclude-packages); "
+        'audit = "warn" builds anyway, audit = "off" skips the check',
+    )
+
+
+def audit_elf(tree: StagedTree, mode: str = "error", warn: Callable[[str], None] = print) -> AuditReport:
+    """Every ELF object must load on the target; raise, warn or skip by ``mode``."""
+    if mode == "off":
+        return AuditReport()
+    report = audit_root(tree.root, tree.target, owners(tree))
+    if report.findings:
+        error = audit_message(report, tree.target)
+        if mode == "warn":
+            warn(f"warning: {error.problem}")
+        else:
+            raise error
     return report
 
 

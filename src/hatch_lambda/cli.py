@@ -1,4 +1,4 @@
-"""Command line: ``hatch-lambda requirements`` (also ``python -m hatch_lambda``)."""
+"""Command line: ``hatch-lambda requirements|inspect|verify`` (also ``python -m hatch_lambda``)."""
 
 from __future__ import annotations
 
@@ -58,11 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out a distribution and what only it pulls in")
     req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
     req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
+    from . import inspect_cmd, verify_cmd
+
+    inspect_cmd.add_parser(commands)
+    verify_cmd.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     try:
         python = args.python
         if python is None:

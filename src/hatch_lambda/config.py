@@ -17,6 +17,7 @@ FAT = "lambda-fat"
 INSTALLERS = ("auto", "wheels", "docker")
 LAYOUTS = ("python", "site-packages")
 SIZE_CHECKS = ("error", "warn", "off")
+AUDITS = ("error", "warn", "off")
 DEFAULT_IMAGE = "public.ecr.aws/lambda/python:{python}"
 #: Lambda's limits for a deployment package, in MB (2**20 bytes).
 MAX_UNZIPPED_MB = 250
@@ -63,6 +64,9 @@ class LambdaConfig:
     max_zipped_mb: float = MAX_ZIPPED_MB
     size_check: str = "error"
     package: str | None = None
+    audit: str = "error"
+    smoke_import: bool = False
+    smoke_import_skip: tuple[str, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)  # key -> table it came from
 
     @property
@@ -158,6 +162,9 @@ _KEYS = (
     "max-zipped-mb",
     "size-check",
     "package",
+    "audit",
+    "smoke-import",
+    "smoke-import-skip",
 )
 _FUNCTION_KEYS = ("packages", "include", "exclude", "only-include")
 
@@ -212,6 +219,9 @@ def load_config(
         max_zipped_mb=reader.number("max-zipped-mb", MAX_ZIPPED_MB),
         size_check=reader.string("size-check", "error", SIZE_CHECKS),
         package=reader.string("package", None),
+        audit=reader.string("audit", "error", AUDITS),
+        smoke_import=reader.boolean("smoke-import", False),
+        smoke_import_skip=reader.strings("smoke-import-skip"),
     )
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from .archive import Entry, WrittenZip, tree_entries, write_zip
 from .audit import SizeCheck, audit_elf, check_sizes, sizes_by_distribution
 from .config import FAT, LAYER, LambdaConfig
+from .contents import contents, staged_sizes
 from .fetch import cache_dir
 from .install import StagedTree, stage
 from .lock import Resolution, resolve
 from .prune import PruneReport, prune
+from .smoke import smoke_check
 
 Log = Callable[[str], None]
 MANIFEST = "manifest.json"
@@ -72,11 +74,12 @@ def build(
         for dist in tree.distributions:
             if dist.how != "wheel":
                 log(f"  {dist.name} {dist.version}: {dist.how}")
+        sizes = staged_sizes(tree)
         pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
             log(f"  stripped {pruned.files} files, {pruned.bytes / 1024:.0f} KiB ({rules})")
-        audit_elf(tree)
+        audited = audit_elf(tree, config.audit, warn)
         written, checks = _write_zips(config, tree, function_files, scratch)
         check_sizes(
             checks,
@@ -86,9 +89,13 @@ def build(
             mode=config.size_check,
             warn=warn,
         )
+        if config.smoke_import:
+            smoke_check(config, written, log)
         manifest = scratch / MANIFEST
         sections = read_manifest(out_dir)
         sections[config.kind] = _manifest(config, resolution, written, pruned)
+        sections[config.kind]["contents"] = contents(tree, pruned, sizes)
+        sections[config.kind]["audit"] = {"mode": config.audit, "findings": [f.as_dict() for f in audited.findings]}
         write_manifest(manifest, sections)
         final = []
         for item in written:
