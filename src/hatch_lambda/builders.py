@@ -79,6 +79,7 @@ class _LambdaBuilder(BuilderInterface):
             targets.get(LAYER, {}),
             project_name=self.metadata.core.name,
             requires_python=self.metadata.core.requires_python,
+            environ=os.environ,
         )
 
     def _build_standard(self, directory: str, **build_data: Any) -> str:
