@@ -1,4 +1,4 @@
-"""Command line: ``hatch-lambda requirements`` (also ``python -m hatch_lambda``)."""
+"""Command line: ``hatch-lambda requirements`` and ``hatch-lambda build`` (also ``python -m hatch_lambda``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import build_command
 from .errors import LambdaBuildError
 from .lock import Distribution, Resolution, resolve
 from .target import RUNTIMES, Target, lowest_runtime
@@ -58,11 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out a distribution and what only it pulls in")
     req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
     req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
+    build_command.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "build":
+        return build_command.run(args)
     try:
         python = args.python
         if python is None:
