@@ -64,18 +64,29 @@ class LambdaBuildHook(BuildHookInterface):
     def output_directory(self) -> Path:
         return Path(self.directory, SUBDIRECTORY)
 
-    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+    def active(self, version: str) -> bool:
         # Only a regular wheel: not editable installs, not the sdist (its wheel
         # is built from it later), and never inside a Lambda build's own wheel builds.
-        if self.target_name != "wheel" or version != "standard" or is_nested():
-            return
+        return self.target_name == "wheel" and version == "standard" and not is_nested()
+
+    def checked_targets(self) -> tuple[str, ...]:
         try:
             targets = hook_targets(self.config, self.table)
             self._check_lock_is_here()
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
             raise  # abort exits; this line only runs with a test double
-        for target in targets:
+        return targets
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        """Refuse a wrong hook table before the wheel is built, not after."""
+        if self.active(version):
+            self.checked_targets()
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        if not self.active(version):
+            return
+        for target in self.checked_targets():
             builder = BUILDERS[target](self.root, app=self.app)
             # The builders report their own errors (exit status 2) and leave earlier artifacts alone.
             for artifact in builder.build(directory=str(self.output_directory), versions=["standard"]):
