@@ -116,6 +116,11 @@ def frontend_command(name: str, tmp_path: Path) -> tuple[list[str], dict[str, st
         return [*uv_command(), "build", "--wheel"], {}
     if name == "python -m build --wheel":
         return pypa_build(), {}
+    if name == "python -m build":
+        return [arg for arg in pypa_build() if arg != "--wheel"], {}
+    if name == "uvx hatchling build":
+        return [*uv_command(), "tool", "run", "--from", "hatchling", "--with", "hatch-lambda",
+                "hatchling", "build", "-t", LAYER, "-t", FAT], {}
     command, env = hatch(tmp_path)
     return [*command, "build"], env
 
@@ -124,6 +129,8 @@ def frontend_command(name: str, tmp_path: Path) -> tuple[list[str], dict[str, st
     ("uv build", [SDIST, WHEEL]),
     ("uv build --wheel", [WHEEL]),
     ("python -m build --wheel", [WHEEL]),
+    ("python -m build", [SDIST, WHEEL]),
+    ("uvx hatchling build", []),  # the targets themselves, no wheel
     ("hatch build", [SDIST, WHEEL]),
 ])
 def test_frontend_writes_the_wheel_and_the_same_lambda_artifacts(name, packages, cache, wheelhouse, direct, tmp_path):
@@ -134,6 +141,17 @@ def test_frontend_writes_the_wheel_and_the_same_lambda_artifacts(name, packages,
     assert "Traceback" not in build.output
     assert dist_names(project) == sorted([*packages, "lambda"])
     assert digests(project / OUT) == direct, build.output
+
+
+def test_hatch_takes_the_runtime_from_the_environment(cache, wheelhouse, tmp_path):
+    command, env = hatch(tmp_path)
+    project = copy_fixture(FIXTURE, tmp_path)
+    build = frontend([*command, "build", "-t", LAYER, "dist/lambda/py3.11-arm64"], project, cache, wheelhouse,
+                     {**env, "HATCH_LAMBDA_ARCH": "arm64"})
+    assert build.ok, build.output
+    section = manifest(project / OUT / "py3.11-arm64")["targets"][LAYER]
+    assert (section["python"], section["arch"]) == ("3.11", "arm64")
+    assert "idna" in {d["name"] for d in section["distributions"]}
 
 
 def test_uv_build_makes_the_wheel_from_the_sdist_which_carries_uv_lock(cache, wheelhouse, direct, tmp_path):
