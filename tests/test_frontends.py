@@ -206,6 +206,17 @@ def test_editable_install_does_not_run_the_hook(cache, wheelhouse, tmp_path):
     assert not (project / "dist").exists()
 
 
+def test_clean_removes_the_hooked_targets_artifacts_with_the_wheel(cache, tmp_path):
+    project = hooked(tmp_path)
+    hatchling_build(project, "wheel", cache=cache)
+    assert sorted(p.name for p in (project / OUT).iterdir()) == [
+        "layer.zip", "manifest.json", "markers-app-fat.zip", "markers-app.zip"]
+    (project / OUT / "notes.txt").write_text("not ours\n")
+    hatchling_build(project, "wheel", cache=cache, args=["--clean-only"])
+    assert dist_names(project) == ["lambda"]
+    assert sorted(p.name for p in (project / OUT).iterdir()) == ["notes.txt"]
+
+
 # --------------------------------------------------------------------------
 # errors of the hook
 

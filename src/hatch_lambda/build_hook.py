@@ -69,14 +69,22 @@ class LambdaBuildHook(BuildHookInterface):
         # is built from it later), and never inside a Lambda build's own wheel builds.
         return self.target_name == "wheel" and version == "standard" and not is_nested()
 
-    def checked_targets(self) -> tuple[str, ...]:
+    def checked_targets(self, *, lock: bool = True) -> tuple[str, ...]:
         try:
             targets = hook_targets(self.config, self.table)
-            self._check_lock_is_here()
+            if lock:
+                self._check_lock_is_here()
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
             raise  # abort exits; this line only runs with a test double
         return targets
+
+    def clean(self, versions: list[str]) -> None:
+        """``hatch build -c`` / ``hatchling build -c``: the wheel goes, and so do the hooked targets' zips."""
+        if self.target_name != "wheel" or is_nested():
+            return
+        for target in self.checked_targets(lock=False):
+            BUILDERS[target](self.root, app=self.app).clean(str(self.output_directory), ["standard"])
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         """Refuse a wrong hook table before the wheel is built, not after."""
