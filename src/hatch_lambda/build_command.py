@@ -62,16 +62,11 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
     builders = {LAYER: LambdaLayerBuilder, FAT: LambdaFatBuilder}
     if not (project / "pyproject.toml").is_file():
         raise LambdaBuildError(f"no pyproject.toml in {project}", "pass the project directory: hatch-lambda build DIR")
-    for option, check, values in (("--python", check_python, pythons), ("--arch", check_arch, arches)):
-        for value in values:
-            try:
-                check(value)
-            except LambdaBuildError as exc:
-                raise LambdaBuildError(f"{option} {value}: {exc.problem}", exc.fix) from None
+    pythons, arches = _checked("--python", check_python, pythons), _checked("--arch", check_arch, arches)
     combinations = list(itertools.product(pythons or [None], arches or [None]))
     matrix = len(combinations) > 1
     jobs = []
-    for (python, arch), target in itertools.product(combinations, targets):
+    for (python, arch), target in itertools.product(combinations, dict.fromkeys(targets)):
         environ = dict(os.environ)
         if python:
             environ[PYTHON_ENV] = python
@@ -84,6 +79,17 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
         environ[PYTHON_ENV], environ[ARCH_ENV] = config.target.python, config.target.arch
         jobs.append(Job(target, config.target.python, config.target.arch, base / label if matrix else base, environ))
     return jobs
+
+
+def _checked(option: str, check, values: list[str]) -> list[str]:
+    """The values, normalised (``aarch64`` is ``arm64``) and without repeats; an error names the option."""
+    out = []
+    for value in values:
+        try:
+            out.append(check(value))
+        except LambdaBuildError as exc:
+            raise LambdaBuildError(f"{option} {value}: {exc.problem}", exc.fix) from None
+    return list(dict.fromkeys(out))
 
 
 def run(args: argparse.Namespace) -> int:
