@@ -338,7 +338,8 @@ def test_build_command_matrix_gives_one_directory_per_runtime(cache, tmp_path):
 def test_build_command_directory_option(cache, tmp_path):
     project = copy_fixture(FIXTURE, tmp_path)
     # aarch64 is arm64: two runtimes, not three
-    result = cli([str(project), "--arch", "arm64", "--arch", "aarch64", "--arch", "x86_64", "-d", "out"], tmp_path, cache)
+    result = cli([str(project), "--arch", "arm64", "--arch", "aarch64", "--arch", "x86_64", "-d", "out"],
+                 tmp_path, cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["py3.11-arm64", "py3.11-x86_64"]
     assert not (project / "dist").exists()
