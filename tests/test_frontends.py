@@ -236,24 +236,35 @@ def test_unknown_target_in_the_hook_table_fails_before_the_wheel_and_keeps_earli
     assert digests(project / "dist") == {k: v for k, v in before.items() if k != WHEEL}
 
 
-def test_unknown_key_in_the_hook_table(cache, wheelhouse, tmp_path):
-    project = hooked(tmp_path, targets=[LAYER], target=[FAT])
+@pytest.mark.parametrize(("table", "needles"), [
+    ({"targets": [LAYER], "target": [FAT]}, ["unknown key 'target'", "valid keys: targets"]),
+    ({"targets": []}, ["targets in", "must be a non-empty list of strings, not []",
+                       'fix: e.g. targets = ["lambda-layer", "lambda-fat"]']),
+    ({"targets": LAYER}, ["must be a non-empty list of strings, not 'lambda-layer'"]),
+])
+def test_bad_hook_table_is_refused_and_keeps_earlier_artifacts(cache, wheelhouse, tmp_path, table, needles):
+    project = hooked(tmp_path)
+    assert frontend([*uv_command(), "build", "--wheel"], project, cache, wheelhouse).ok
+    before = digests(project / OUT)
+    set_hook(project, table)
     build = frontend([*uv_command(), "build", "--wheel"], project, cache, wheelhouse)
-    assert_failed_cleanly(build, "unknown key 'target'", HOOK_TABLE, "valid keys: targets")
+    assert_failed_cleanly(build, HOOK_TABLE, "pyproject.toml", *needles)
+    assert digests(project / OUT) == before
 
 
 def test_sdist_without_uv_lock_is_refused_with_the_fix(cache, wheelhouse, tmp_path):
     project = hooked(tmp_path)
     edit_pyproject(project, lambda data: data["tool"]["hatch"]["build"]["targets"].setdefault(
         "sdist", {}).update({"exclude": ["uv.lock"]}))
-    build = frontend([*uv_command(), "build"], project, cache, wheelhouse)
-    assert_failed_cleanly(build, "sdist of markers-app that holds no uv.lock", "include uv.lock in the sdist",
-                          "uv build --wheel")
-    assert not (project / OUT).exists()
     # the wheel straight from the project finds the lock
     build = frontend([*uv_command(), "build", "--wheel"], project, cache, wheelhouse)
     assert build.ok, build.output
-    assert (project / OUT / "layer.zip").is_file()
+    before = digests(project / OUT)
+    assert "layer.zip" in before
+    build = frontend([*uv_command(), "build"], project, cache, wheelhouse)
+    assert_failed_cleanly(build, "sdist of markers-app that holds no uv.lock", "include uv.lock in the sdist",
+                          "uv build --wheel")
+    assert digests(project / OUT) == before
 
 
 def test_bad_arch_in_the_environment_names_the_variable(cache, wheelhouse, tmp_path):
