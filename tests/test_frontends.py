@@ -252,6 +252,25 @@ def test_bad_hook_table_is_refused_and_keeps_earlier_artifacts(cache, wheelhouse
     assert digests(project / OUT) == before
 
 
+def test_hook_table_for_every_target_acts_on_the_wheel_only(cache, tmp_path):
+    project = copy_fixture(FIXTURE, tmp_path)
+
+    def global_hook(targets: list[str]):
+        def change(data: dict) -> None:
+            data["tool"]["hatch"]["build"]["hooks"] = {"lambda": {"targets": targets}}
+        return change
+
+    edit_pyproject(project, global_hook([FAT]))
+    hatchling_build(project, "sdist", "wheel", cache=cache)
+    assert dist_names(project) == sorted([SDIST, WHEEL, "lambda"])
+    assert sorted(p.name for p in (project / OUT).iterdir()) == ["manifest.json", "markers-app-fat.zip"]
+    before = digests(project / OUT)
+    edit_pyproject(project, global_hook(["lambda-nope"]))
+    build = hatchling_build(project, "wheel", cache=cache, check=False)
+    assert_failed_cleanly(build, "unknown target 'lambda-nope' in targets of [tool.hatch.build.hooks.lambda]")
+    assert digests(project / OUT) == before
+
+
 def test_sdist_without_uv_lock_is_refused_with_the_fix(cache, wheelhouse, tmp_path):
     project = hooked(tmp_path)
     edit_pyproject(project, lambda data: data["tool"]["hatch"]["build"]["targets"].setdefault(

@@ -58,7 +58,10 @@ class LambdaBuildHook(BuildHookInterface):
 
     @property
     def table(self) -> str:
-        return f"[tool.hatch.build.targets.{self.target_name}.hooks.{HOOK}]"
+        """Where the hook's table is: the wheel target's, else hatch's table for every target."""
+        if HOOK in self.build_config.target_config.get("hooks", {}):
+            return f"[tool.hatch.build.targets.{self.target_name}.hooks.{HOOK}]"
+        return f"[tool.hatch.build.hooks.{HOOK}]"
 
     @property
     def output_directory(self) -> Path:
