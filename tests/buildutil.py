@@ -118,6 +118,18 @@ def uv_lock(project: Path) -> None:
     assert result.returncode == 0, f"uv lock failed in {project}:\n{result.stdout}\n{result.stderr}"
 
 
+def plugin_wheelhouse(directory: Path) -> Path:
+    """``directory`` holding one freshly built hatch-lambda wheel, to offer to isolated build
+    environments through ``PIP_FIND_LINKS`` / ``UV_FIND_LINKS``."""
+    command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(directory), str(ROOT)]
+    if shutil.which("uv"):
+        command[4:4] = ["--installer", "uv"]
+    made = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert len(list(directory.glob("hatch_lambda-*.whl"))) == 1
+    return directory
+
+
 # --------------------------------------------------------------------------
 # builds
 
@@ -269,6 +281,20 @@ def extract(path: Path, destination: Path) -> Path:
             if mode:
                 target.chmod(mode)
     return destination
+
+
+def elf_machines(zip_path: Path, directory: Path) -> dict[str, str]:
+    """Unzip into ``directory``; relative path -> ELF machine (``EM_X86_64``...) of each ELF file."""
+    from hatch_lambda.audit import read_elf
+
+    extract(zip_path, directory)
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            info = read_elf(path)
+            if info is not None:
+                found[path.relative_to(directory).as_posix()] = info[0]
+    return found
 
 
 # --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from buildutil import (
     configure,
     copy_fixture,
     digests,
+    elf_machines,
     extract,
     fresh_cache,
     hatchling_build,
@@ -42,6 +43,7 @@ from buildutil import (
     invoke_fat,
     lambda_root,
     manifest,
+    plugin_wheelhouse,
     read_pyproject,
     run_python,
     session_cache,
@@ -50,7 +52,6 @@ from buildutil import (
     zip_files,
     zip_names,
 )
-from hatch_lambda.audit import read_elf
 
 pytestmark = pytest.mark.network
 
@@ -473,17 +474,6 @@ def test_spectra_zips_are_normalised(spectra):
 # CPU
 
 
-def _elf_machines(zip_path: Path, directory: Path) -> dict[str, str]:
-    extract(zip_path, directory)
-    found = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            info = read_elf(path)
-            if info is not None:
-                found[path.relative_to(directory).as_posix()] = info[0]
-    return found
-
-
 @pytest.mark.parametrize(("arch", "machine", "wheel_tag"), [("arm64", "EM_AARCH64", "aarch64"),
                                                             ("x86_64", "EM_X86_64", "x86_64")])
 def test_arch_selects_wheels_for_that_cpu(cache, tmp_path, arch, machine, wheel_tag):
@@ -496,7 +486,7 @@ def test_arch_selects_wheels_for_that_cpu(cache, tmp_path, arch, machine, wheel_
         assert section["arch"] == arch
         assert all(wheel_tag in d["file"] for d in section["distributions"]), section["distributions"]
     for name in ("layer.zip", "native-app-fat.zip"):
-        machines = _elf_machines(build.out(name), tmp_path / f"unzipped-{name}")
+        machines = elf_machines(build.out(name), tmp_path / f"unzipped-{name}")
         # pyyaml's _yaml, markupsafe's _speedups and orjson are compiled
         assert len(machines) >= 3, machines
         assert set(machines.values()) == {machine}, machines
@@ -816,12 +806,7 @@ def test_lambda_fat_reads_lambda_layer_table_but_may_override(cache, tmp_path):
 def test_hatch_build_command(cache, tmp_path):
     hatch = shutil.which("hatch")
     command = [hatch] if hatch else [sys.executable, "-m", "hatch"]
-    wheelhouse = tmp_path / "wheelhouse"
-    build_command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(wheelhouse), str(ROOT)]
-    if shutil.which("uv"):
-        build_command[4:4] = ["--installer", "uv"]
-    made = subprocess.run(build_command, capture_output=True, text=True, timeout=600)
-    assert made.returncode == 0, made.stdout + made.stderr
+    wheelhouse = plugin_wheelhouse(tmp_path / "wheelhouse")
     [wheel] = wheelhouse.glob("hatch_lambda-*.whl")
 
     project = copy_fixture("native-app", tmp_path)

@@ -211,6 +211,34 @@ def test_arch_aliases():
     assert layer({"arch": "arm64"}).target.machine == "aarch64"
 
 
+def test_environment_overrides_python_and_arch():
+    environ = {"HATCH_LAMBDA_PYTHON": "3.13", "HATCH_LAMBDA_ARCH": "aarch64"}
+    table = {"python": "3.12", "arch": "x86_64"}
+    assert load_config(LAYER, table, {}, project_name="demo", requires_python=">=3.11",
+                       environ=environ).target == Target("3.13", "arm64")
+    assert load_config(FAT, {}, table, project_name="demo", requires_python=">=3.11",
+                       environ={"HATCH_LAMBDA_ARCH": "arm64"}).target == Target("3.12", "arm64")
+    # empty values and no environ leave the table's
+    assert load_config(LAYER, table, {}, project_name="demo", requires_python=">=3.11",
+                       environ={"HATCH_LAMBDA_PYTHON": "", "HATCH_LAMBDA_ARCH": " "}).target == Target("3.12")
+    assert layer(table).target == Target("3.12")
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem", "fix"),
+    [
+        ({"HATCH_LAMBDA_PYTHON": "3.9"},
+         "python 3.9 is a retired Lambda runtime; AWS no longer accepts new functions on it "
+         "(from the environment variable HATCH_LAMBDA_PYTHON)", "use one of 3.10, 3.11, 3.12, 3.13, 3.14"),
+        ({"HATCH_LAMBDA_ARCH": "sparc"},
+         "unknown Lambda arch 'sparc' (from the environment variable HATCH_LAMBDA_ARCH)", "use 'x86_64' or 'arm64'"),
+    ],
+)
+def test_bad_environment_override_names_the_variable(environ, problem, fix):
+    exc = error(load_config, LAYER, {}, {}, project_name="demo", requires_python=">=3.11", environ=environ)
+    assert (exc.problem, exc.fix) == (problem, fix)
+
+
 @pytest.mark.parametrize(
     ("functions", "problem"),
     [

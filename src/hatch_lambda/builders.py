@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class _LambdaBuilder(BuilderInterface):
         else:
             manifest.unlink()
 
-    def lambda_config(self) -> LambdaConfig:
+    def lambda_config(self, environ: Mapping[str, str] = os.environ) -> LambdaConfig:
         targets = self.build_config.get("targets", {})
         return load_config(
             self.KIND,
@@ -79,6 +79,7 @@ class _LambdaBuilder(BuilderInterface):
             targets.get(LAYER, {}),
             project_name=self.metadata.core.name,
             requires_python=self.metadata.core.requires_python,
+            environ=environ,
         )
 
     def _build_standard(self, directory: str, **build_data: Any) -> str:

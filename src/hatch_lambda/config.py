@@ -6,6 +6,7 @@ itself, so functions are written once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ DEFAULT_IMAGE = "public.ecr.aws/lambda/python:{python}"
 #: Lambda's limits for a deployment package, in MB (2**20 bytes).
 MAX_UNZIPPED_MB = 250
 MAX_ZIPPED_MB = 50
+#: Environment variables that override the table's python / arch (one build of a matrix).
+PYTHON_ENV = "HATCH_LAMBDA_PYTHON"
+ARCH_ENV = "HATCH_LAMBDA_ARCH"
 
 #: Keys hatchling itself understands on any build target.
 HATCHLING_KEYS = frozenset(
@@ -176,8 +180,13 @@ def load_config(
     *,
     project_name: str,
     requires_python: str | None,
+    environ: Mapping[str, str] | None = None,
 ) -> LambdaConfig:
-    """Build the config of target ``kind`` from its own table and lambda-layer's."""
+    """Build the config of target ``kind`` from its own table and lambda-layer's.
+
+    ``environ`` (the builders pass ``os.environ``) may override python and arch
+    through ``HATCH_LAMBDA_PYTHON`` / ``HATCH_LAMBDA_ARCH``.
+    """
     inherited = layer_table if kind == FAT else {}
     reader = _Reader(kind, own, inherited)
 
@@ -187,6 +196,18 @@ def load_config(
     elif not isinstance(python, str):
         raise reader.fail("python", f"a string, one of {', '.join(RUNTIMES)}")
     arch = reader.string("arch", "x86_64")
+    for variable, check in ((PYTHON_ENV, check_python), (ARCH_ENV, check_arch)):
+        value = (environ or {}).get(variable, "").strip()
+        if not value:
+            continue
+        try:
+            value = check(value)
+        except LambdaBuildError as exc:
+            raise LambdaBuildError(f"{exc.problem} (from the environment variable {variable})", exc.fix) from None
+        if variable == PYTHON_ENV:
+            python = value
+        else:
+            arch = value
     for key, check, value in (("python", check_python, python), ("arch", check_arch, arch)):
         try:
             check(value)

@@ -28,6 +28,7 @@ from packaging.utils import parse_wheel_filename
 from .errors import LambdaBuildError
 from .fetch import fetch_all
 from .lock import Distribution, Resolution
+from .nesting import nested_environment
 from .target import Target
 
 Log = Callable[[str], None]
@@ -133,7 +134,8 @@ def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
     if shutil.which("uv"):
         command[4:4] = ["--installer", "uv"]
     log(f"building {label} into a wheel")
-    result = subprocess.run(command, capture_output=True, text=True)
+    # nested_environment(): the lambda build hook must not run again inside this build.
+    result = subprocess.run(command, capture_output=True, text=True, env=nested_environment())
     if result.returncode != 0:
         tail = "\n    ".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}")
