@@ -8,6 +8,7 @@ pip, no resolver: exactly the lock's pins, nothing else.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -29,6 +30,7 @@ from .errors import LambdaBuildError
 from .fetch import fetch_all
 from .lock import Distribution, Resolution
 from .target import Target
+from .wheel_checks import check_declared_sizes, check_no_overlap, check_record, installed_paths
 
 Log = Callable[[str], None]
 
@@ -180,7 +182,11 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
         )
     if not existing:
         built.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(wheel, built / wheel.name)
+        # Copied under a temporary name, then renamed: a killed build never leaves half a wheel here.
+        with tempfile.NamedTemporaryFile(dir=built, prefix=".", suffix=".part", delete=False) as partial:
+            with wheel.open("rb") as source:
+                shutil.copyfileobj(source, partial)
+        os.replace(partial.name, built / wheel.name)
     return Wheel(dist, wheel, "sdist built on host")
 
 
@@ -227,7 +233,17 @@ def stage(
         return unpack_all(wheels, root, resolution.target, work)
 
 
+def check_wheel(wheel: Wheel) -> dict[str, str]:
+    """Every check a wheel passes before it is unpacked; the paths it installs -> RECORD hash."""
+    check_wheel_entries(wheel.path, wheel.dist)
+    check_declared_sizes(wheel.path, wheel.dist)
+    with WheelFile.open(wheel.path) as source:
+        check_record(source, wheel.path, wheel.dist)
+        return installed_paths(source)
+
+
 def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> StagedTree:
+    check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in wheels)
     root.mkdir(parents=True, exist_ok=True)
     staged = [unpack(wheel, root, target, work / "discard") for wheel in sorted(wheels, key=lambda w: w.dist.name)]
     return StagedTree(root=root, target=target, distributions=tuple(staged))
