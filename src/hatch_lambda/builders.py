@@ -20,6 +20,7 @@ from .archive import Entry
 from .config import FAT, LAYER, Function, LambdaConfig, load_config
 from .errors import LambdaBuildError
 from .pipeline import MANIFEST, build, read_manifest, write_manifest
+from .secret_files import filter_secrets
 
 
 class LambdaBuilderConfig(BuilderConfig):
@@ -84,7 +85,7 @@ class _LambdaBuilder(BuilderInterface):
     def _build_standard(self, directory: str, **build_data: Any) -> str:
         try:
             config = self.lambda_config()
-            files = {function.name: self.function_files(function) for function in config.functions}
+            files = {function.name: self.function_code(function, config) for function in config.functions}
             output = build(
                 config,
                 Path(self.root),
@@ -99,6 +100,16 @@ class _LambdaBuilder(BuilderInterface):
         self._artifacts = [str(path) for path in output.artifacts]
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
+
+    def function_code(self, function: Function, config: LambdaConfig) -> list[Entry]:
+        """The function's files, without those that look like secrets (reported as left out)."""
+        picked = filter_secrets(self.function_files(function), config.include_secrets)
+        for name in picked.left_out:
+            self.app.display_warning(
+                f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
+                f"(list it in include-secrets to ship it)"
+            )
+        return picked.kept
 
     def function_files(self, function: Function) -> list[Entry]:
         """The files hatch's wheel target would ship with this function's options."""

@@ -63,6 +63,7 @@ class LambdaConfig:
     max_zipped_mb: float = MAX_ZIPPED_MB
     size_check: str = "error"
     package: str | None = None
+    include_secrets: tuple[str, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)  # key -> table it came from
 
     @property
@@ -158,6 +159,7 @@ _KEYS = (
     "max-zipped-mb",
     "size-check",
     "package",
+    "include-secrets",
 )
 _FUNCTION_KEYS = ("packages", "include", "exclude", "only-include")
 
@@ -212,6 +214,7 @@ def load_config(
         max_zipped_mb=reader.number("max-zipped-mb", MAX_ZIPPED_MB),
         size_check=reader.string("size-check", "error", SIZE_CHECKS),
         package=reader.string("package", None),
+        include_secrets=reader.strings("include-secrets"),
     )
 
 
