@@ -243,7 +243,8 @@ def check_wheel(wheel: Wheel) -> dict[str, str]:
 
 
 def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> StagedTree:
-    check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in wheels)
+    ordered = sorted(wheels, key=lambda w: w.dist.name)
+    check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in ordered)
     root.mkdir(parents=True, exist_ok=True)
     staged = [unpack(wheel, root, target, work / "discard") for wheel in sorted(wheels, key=lambda w: w.dist.name)]
     return StagedTree(root=root, target=target, distributions=tuple(staged))
