@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from hatch_lambda.download import RetryPolicy, download
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch import fetch_one
 from hatch_lambda.lock import Distribution, LockedFile
-from wheelserver import WheelServer, loopback_env, point_lock_at
+from wheelserver import WheelServer, assert_cache_holds_only_verified_files, cache_files, loopback_env, point_lock_at
 
 NAME = "demo-1.0-py3-none-any.whl"
 BODY = os.urandom(300_000)  # any bytes: the download does not look inside
@@ -42,18 +41,6 @@ def server(no_proxy):
 def _dist(server: WheelServer, name: str = NAME) -> Distribution:
     return Distribution("demo", "1.0", "registry", "https://pypi.org/simple",
                         LockedFile(kind="wheel", filename=name, url=server.url(name), sha256=DIGEST))
-
-
-def cache_files(cache: Path) -> list[Path]:
-    return sorted(p for p in cache.rglob("*") if p.is_file())
-
-
-def assert_cache_holds_only_verified_files(cache: Path) -> None:
-    """Every file under files/<xx>/<sha256>/ is whole (its digest is its directory's name); no .part."""
-    for path in cache_files(cache):
-        assert not path.name.endswith(".part"), f"half-written download left in the cache: {path}"
-        if path.relative_to(cache).parts[0] == "files":
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name, path
 
 
 def test_cut_off_download_is_resumed(tmp_path, server):

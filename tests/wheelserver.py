@@ -9,6 +9,7 @@ send the body slowly in small pieces. ``point_lock_at`` rewrites a project's
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import re
 import threading
@@ -155,3 +156,21 @@ def loopback_env() -> dict[str, str]:
         "HATCH_LAMBDA_DOWNLOAD_BACKOFF": "0.05",
         "HATCH_LAMBDA_DOWNLOAD_TIMEOUT": "10",
     }
+
+
+def cache_files(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.rglob("*") if p.is_file())
+
+
+def assert_cache_holds_only_verified_files(cache: Path, *, allow_part: bool = False) -> None:
+    """Every usable file under files/<xx>/<sha256>/ is whole: its digest is its directory's name.
+
+    ``*.part`` files are downloads in progress, never used as they are (a build
+    killed outright leaves one behind; ``allow_part`` accepts that).
+    """
+    for path in cache_files(cache):
+        if path.name.endswith(".part"):
+            assert allow_part, f"half-written download left in the cache: {path}"
+            continue
+        if path.relative_to(cache).parts[0] == "files":
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name, path
