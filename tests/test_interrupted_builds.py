@@ -198,3 +198,51 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
         assert len(scratch_dirs(project)) == 1
     assert_cache_holds_only_verified_files(cache, allow_part=True)  # other tests' builds share this cache
     assert_next_build_succeeds(project, cache, "bulkyapp", marker)
+
+
+# --------------------------------------------------------------------------
+# scratch directories: stale ones go, a running build's stays
+
+
+def test_stale_scratch_is_removed_and_a_running_builds_is_kept(tmp_path):
+    from hatch_lambda.scratch import Scratch, remove_stale
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # a running "build": another process holding its scratch directory
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from hatch_lambda.scratch import Scratch; "
+         "s = Scratch.claim(Path(sys.argv[1])); print(s.path, flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        live = Path(holder.stdout.readline().strip())
+        assert live.is_dir()
+        # a build killed after locking: its lock file is there but nobody holds it
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(dead.stdout)
+        killed = out / f".hatch-lambda-{dead_pid}-abcd"
+        (killed / "site-packages").mkdir(parents=True)
+        (killed / ".owner").touch()
+        # a build killed before it locked: only the pid in the name tells
+        early = out / f".hatch-lambda-{dead_pid}-efgh"
+        early.mkdir()
+        # one just created by a running build that has not locked it yet
+        starting = out / f".hatch-lambda-{holder.pid}-ijkl"
+        starting.mkdir()
+
+        removed = remove_stale(out)
+        assert sorted(removed) == sorted([killed, early])
+        assert live.is_dir() and starting.is_dir()
+
+        mine = Scratch.claim(out)  # claiming also sweeps, and keeps the live one
+        assert live.is_dir() and mine.path.name.startswith(f".hatch-lambda-{os.getpid()}-")
+        mine.release()
+        assert not mine.path.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # its owner is gone now, so both of its directories are stale
+    assert sorted(remove_stale(out)) == sorted([live, starting])
+    assert list(out.iterdir()) == []
