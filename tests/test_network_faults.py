@@ -11,7 +11,15 @@ import os
 
 import pytest
 
-from buildutil import LAYER, assert_failed_cleanly, copy_fixture, digests, hatchling_build, session_cache
+from buildutil import (
+    LAYER,
+    assert_failed_cleanly,
+    copy_fixture,
+    digests,
+    hatchling_build,
+    manifest,
+    session_cache,
+)
 from hatch_lambda.download import RetryPolicy, download
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch import fetch_one
@@ -152,7 +160,8 @@ def test_build_with_a_missing_file_fails_naming_the_url(tmp_path, cache):
     with WheelServer() as server:
         server.add_dir(cache / "files")
         point_lock_at(project, server)
-        missing = next(name for name in sorted(server.files) if name.startswith("orjson-"))
+        chosen = manifest(project / "dist" / "lambda")["targets"][LAYER]["distributions"]
+        missing = next(d["file"] for d in chosen if d["name"] == "orjson")
         del server.files[missing]
         empty = tmp_path / "empty-cache"
         build = hatchling_build(project, LAYER, cache=empty, env=loopback_env(), check=False)
