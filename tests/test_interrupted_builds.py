@@ -201,6 +201,41 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
 
 
 # --------------------------------------------------------------------------
+# while building an sdist on the host (its wheel is cached under built/<sha256>/)
+
+
+def _building_sdist(project: Path) -> Callable[[], bool]:
+    def reached() -> bool:
+        return any(any(scratch.glob("work-*/sdists/*")) for scratch in scratch_dirs(project))
+
+    return reached
+
+
+@pytest.mark.parametrize("signame", SIGNALS)
+def test_killed_while_building_an_sdist(tmp_path, cache, signame):
+    project = copy_fixture("sdist-app", tmp_path)
+    hatchling_build(project, LAYER, cache=cache)  # downloads docopt's sdist into the session cache
+    private = tmp_path / "cache"
+    shutil.copytree(cache / "files", private / "files")  # the files, but no wheel built from the sdist yet
+    hatchling_build(project, LAYER, cache=private, args=["-c"])
+    shutil.rmtree(private / "built")
+    before = artifacts(project)
+    marker = change_function(project, "sdist_app")
+    process = start_build(project, private)
+    wait_for(_building_sdist(project), process, "the sdist build")
+    interrupt(process, SIGNALS[signame])
+
+    assert artifacts(project) == before
+    for path in (private / "built").rglob("*") if (private / "built").exists() else []:
+        if path.is_file() and path.name.endswith(".whl"):
+            with zipfile.ZipFile(path) as archive:  # a wheel under its own name is whole
+                assert archive.testzip() is None
+    assert_cache_holds_only_verified_files(private, allow_part=True)
+    assert_next_build_succeeds(project, private, "sdist_app", marker)
+    assert list((private / "built").glob("*/docopt-*.whl"))
+
+
+# --------------------------------------------------------------------------
 # scratch directories: stale ones go, a running build's stays
 
 

@@ -225,7 +225,9 @@ def stage(
     log: Log = lambda message: None,
 ) -> StagedTree:
     """Install the resolution into ``root`` with the "wheels" installer."""
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-") as scratch:
+    # Beside the staging root (in the build's scratch directory), so a killed build leaves nothing elsewhere.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="work-", dir=root.parent) as scratch:
         work = Path(scratch)
         wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
         for dist in sdists:
