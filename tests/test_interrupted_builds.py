@@ -131,9 +131,12 @@ def test_killed_while_downloading(tmp_path, cache, signame):
         marker = change_function(project, "native_app")
         for name in server.files:
             server.fault(name, kind="trickle", piece=2048, seconds=0.05)
-        process = start_build(project, downloads, loopback_env())
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        process = start_build(project, downloads, {**loopback_env(), "TMPDIR": str(temp)})
         wait_for(lambda: any(downloads.rglob("*.part")), process, "a download")
         interrupt(process, SIGNALS[signame])
+        assert list(temp.iterdir()) == [], "the killed build left files in TMPDIR"
 
         assert artifacts(project) == before
         if signame == "SIGINT":
@@ -187,9 +190,12 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
     before = artifacts(project)
     assert set(before) == {"layer.zip", "bulkyapp.zip", "manifest.json"}
     marker = change_function(project, "bulkyapp")
-    process = start_build(project, cache)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process = start_build(project, cache, {"TMPDIR": str(temp)})
     wait_for(_stage_reached(project, stage), process, f"the {stage} stage")
     interrupt(process, SIGNALS[signame])
+    assert list(temp.iterdir()) == [], "the killed build left files in TMPDIR"
 
     assert artifacts(project) == before
     if signame == "SIGINT":
