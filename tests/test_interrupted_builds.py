@@ -90,6 +90,10 @@ def interrupt(process: subprocess.Popen, signum: int) -> str:
         process.kill()
         pytest.fail("the interrupted build did not stop", pytrace=False)
     assert process.returncode != 0, output
+    if signum == signal.SIGINT:
+        assert process.returncode == 130, output
+        assert "hatch-lambda: interrupted; the previous artifacts are untouched" in output
+        assert "Traceback" not in output, output
     return output
 
 

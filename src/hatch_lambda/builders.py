@@ -97,6 +97,10 @@ class _LambdaBuilder(BuilderInterface):
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
             raise  # abort exits; this line only runs with a test double
+        except KeyboardInterrupt:
+            # The scratch directory is gone by now; nothing in the output directory was replaced.
+            self.app.abort("hatch-lambda: interrupted; the previous artifacts are untouched", code=130)
+            raise
         self._artifacts = [str(path) for path in output.artifacts]
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
