@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from buildutil import LAYER, OUT, build_env, copy_fixture, digests, hatchling_build, session_cache
+from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build, session_cache
 from wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network
@@ -60,3 +60,21 @@ def test_concurrent_builds_share_one_cache(tmp_path, cache):
         assert digests(project / OUT) == references[name], f"{project}: artifacts differ from a build alone"
         assert not list((project / OUT).glob(".hatch-lambda-*"))
     assert_cache_holds_only_verified_files(shared)
+
+
+def test_layer_and_fat_built_at_once_into_one_directory(tmp_path, cache):
+    """Both targets write manifest.json: built at the same time, neither section is lost."""
+    reference = copy_fixture("native-app", tmp_path / "reference")
+    hatchling_build(reference, LAYER, FAT, cache=cache)
+    expected = digests(reference / OUT)
+    project = copy_fixture("native-app", tmp_path)
+    for _ in range(3):
+        processes = [
+            subprocess.Popen([sys.executable, "-m", "hatchling", "build", "-t", target], cwd=project,
+                             env=build_env(cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for target in (LAYER, FAT)
+        ]
+        for process in processes:
+            output = process.communicate(timeout=900)[0]
+            assert process.returncode == 0, output
+        assert digests(project / OUT) == expected

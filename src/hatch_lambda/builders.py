@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchling.builders.config import BuilderConfig
+from hatchling.builders.constants import BuildEnvVars
 from hatchling.builders.plugin.interface import BuilderInterface
 from hatchling.builders.wheel import WheelBuilder
 
@@ -53,6 +54,13 @@ class _LambdaBuilder(BuilderInterface):
         return ["standard"]
 
     def build(self, **kwargs: Any) -> Generator[str, None, None]:
+        # hatchling checks, then creates, the output directory: two builds started
+        # at once (lambda-layer and lambda-fat) race there, so create it first.
+        directory = kwargs.get("directory")
+        if directory is None:
+            location = os.environ.get(BuildEnvVars.LOCATION)
+            directory = self.config.normalize_build_directory(location) if location else self.config.directory
+        os.makedirs(directory, exist_ok=True)
         # One "version" writes several zips; report each the way hatch reports a wheel.
         self._artifacts: list[str] = []
         for _ in super().build(**kwargs):

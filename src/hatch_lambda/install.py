@@ -248,5 +248,5 @@ def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> S
     ordered = sorted(wheels, key=lambda w: w.dist.name)
     check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in ordered)
     root.mkdir(parents=True, exist_ok=True)
-    staged = [unpack(wheel, root, target, work / "discard") for wheel in sorted(wheels, key=lambda w: w.dist.name)]
+    staged = [unpack(wheel, root, target, work / "discard") for wheel in ordered]
     return StagedTree(root=root, target=target, distributions=tuple(staged))

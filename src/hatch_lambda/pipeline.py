@@ -87,6 +87,7 @@ def build(
             warn=warn,
         )
         manifest = scratch / MANIFEST
+        claimed.lock_output()
         sections = read_manifest(out_dir)
         sections[config.kind] = _manifest(config, resolution, written, pruned)
         write_manifest(manifest, sections)

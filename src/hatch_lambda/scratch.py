@@ -29,6 +29,7 @@ OWNER = ".owner"
 class Scratch:
     path: Path
     _lock_fd: int | None
+    _output_fd: int | None = None
 
     @classmethod
     def claim(cls, out_dir: Path) -> Scratch:
@@ -42,11 +43,24 @@ class Scratch:
         os.rename(path / f"{OWNER}.new", path / OWNER)
         return cls(path, fd)
 
+    def lock_output(self) -> None:
+        """Wait for, then hold until :meth:`release`, the output directory's lock.
+
+        Taken before reading ``manifest.json`` and renaming the artifacts into
+        place, so two builds into one directory (lambda-layer and lambda-fat
+        at once) never lose each other's manifest section.
+        """
+        if fcntl is None or self._output_fd is not None:
+            return
+        self._output_fd = os.open(self.path.parent, os.O_RDONLY)
+        fcntl.flock(self._output_fd, fcntl.LOCK_EX)
+
     def release(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for fd in (self._lock_fd, self._output_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._output_fd = None
 
 
 def _pid_alive(pid: int) -> bool:
