@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchling.builders.config import BuilderConfig
+from hatchling.builders.constants import BuildEnvVars
 from hatchling.builders.plugin.interface import BuilderInterface
 from hatchling.builders.wheel import WheelBuilder
 
@@ -20,6 +21,7 @@ from .archive import Entry
 from .config import FAT, LAYER, Function, LambdaConfig, load_config
 from .errors import LambdaBuildError
 from .pipeline import MANIFEST, build, read_manifest, write_manifest
+from .secret_files import filter_secrets
 
 
 class LambdaBuilderConfig(BuilderConfig):
@@ -52,6 +54,13 @@ class _LambdaBuilder(BuilderInterface):
         return ["standard"]
 
     def build(self, **kwargs: Any) -> Generator[str, None, None]:
+        # hatchling checks, then creates, the output directory: two builds started
+        # at once (lambda-layer and lambda-fat) race there, so create it first.
+        directory = kwargs.get("directory")
+        if directory is None:
+            location = os.environ.get(BuildEnvVars.LOCATION)
+            directory = self.config.normalize_build_directory(location) if location else self.config.directory
+        os.makedirs(directory, exist_ok=True)
         # One "version" writes several zips; report each the way hatch reports a wheel.
         self._artifacts: list[str] = []
         for _ in super().build(**kwargs):
@@ -85,7 +94,7 @@ class _LambdaBuilder(BuilderInterface):
     def _build_standard(self, directory: str, **build_data: Any) -> str:
         try:
             config = self.lambda_config()
-            files = {function.name: self.function_files(function) for function in config.functions}
+            files = {function.name: self.function_code(function, config) for function in config.functions}
             output = build(
                 config,
                 Path(self.root),
@@ -97,9 +106,23 @@ class _LambdaBuilder(BuilderInterface):
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
             raise  # abort exits; this line only runs with a test double
+        except KeyboardInterrupt:
+            # The scratch directory is gone by now; nothing in the output directory was replaced.
+            self.app.abort("hatch-lambda: interrupted; the previous artifacts are untouched", code=130)
+            raise
         self._artifacts = [str(path) for path in output.artifacts]
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
+
+    def function_code(self, function: Function, config: LambdaConfig) -> list[Entry]:
+        """The function's files, without those that look like secrets (reported as left out)."""
+        picked = filter_secrets(self.function_files(function), config.include_secrets)
+        for name in picked.left_out:
+            self.app.display_warning(
+                f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
+                f"(list it in include-secrets to ship it)"
+            )
+        return picked.kept
 
     def function_files(self, function: Function) -> list[Entry]:
         """The files hatch's wheel target would ship with this function's options."""

@@ -71,6 +71,7 @@ class LambdaConfig:
     audit: str = "error"
     smoke_import: bool = False
     smoke_import_skip: tuple[str, ...] = ()
+    include_secrets: tuple[str, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)  # key -> table it came from
 
     @property
@@ -169,6 +170,7 @@ _KEYS = (
     "audit",
     "smoke-import",
     "smoke-import-skip",
+    "include-secrets",
 )
 _FUNCTION_KEYS = ("packages", "include", "exclude", "only-include")
 
@@ -243,6 +245,7 @@ def load_config(
         audit=reader.string("audit", "error", AUDITS),
         smoke_import=reader.boolean("smoke-import", False),
         smoke_import_skip=reader.strings("smoke-import-skip"),
+        include_secrets=reader.strings("include-secrets"),
     )
 
 

@@ -269,7 +269,9 @@ def stage_with_docker(
     config: LambdaConfig, resolution: Resolution, root: Path, *, cache: Path, log: Log
 ) -> StagedTree:
     """Stage with ``installer = "docker"`` or ``"auto"``."""
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-") as scratch:
+    # Beside the staging root (in the build's scratch directory), so a killed build leaves nothing elsewhere.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="work-", dir=root.parent) as scratch:
         work = Path(scratch)
         wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
         if config.installer == "auto":

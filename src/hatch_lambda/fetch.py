@@ -12,17 +12,19 @@ import hashlib
 import netrc
 import os
 import tempfile
-import urllib.error
-import urllib.request
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .download import DownloadFailed, RetryPolicy, download
 from .errors import LambdaBuildError
 from .lock import Distribution
 
 CHUNK = 1 << 20
+STALE_PART_SECONDS = 3600
 
 
 def cache_dir() -> Path:
@@ -50,7 +52,14 @@ def _netrc_header(url: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
+def fetch_one(
+    dist: Distribution,
+    cache: Path,
+    lock_dir: Path,
+    *,
+    policy: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+) -> Path:
     """The local path of ``dist``'s chosen file, downloaded and verified if needed."""
     file = dist.file
     assert file is not None
@@ -70,32 +79,44 @@ def fetch_one(dist: Distribution, cache: Path, lock_dir: Path) -> Path:
     if final.is_file():
         if file_sha256(final) == file.sha256:
             return final
-        final.unlink()  # damaged in the cache: fetch it again
+        final.unlink(missing_ok=True)  # damaged in the cache: fetch it again
     final.parent.mkdir(parents=True, exist_ok=True)
-    request = urllib.request.Request(file.url, headers={"User-Agent": "hatch-lambda", **_netrc_header(file.url)})
-    digest = hashlib.sha256()
+    _remove_stale_parts(final.parent)
+    headers = {"User-Agent": "hatch-lambda", **_netrc_header(file.url)}
     with tempfile.NamedTemporaryFile(dir=final.parent, delete=False, suffix=".part") as out:
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                while chunk := response.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except (urllib.error.URLError, OSError) as exc:
+            actual = download(file.url, out, headers=headers, policy=policy or RetryPolicy.from_env(), stop=stop)
+        except DownloadFailed as exc:
             out.close()
             os.unlink(out.name)
             raise LambdaBuildError(
-                f"{dist.pin}: downloading {file.url} failed: {getattr(exc, 'reason', exc)}",
-                "check the network, the proxy variables (HTTPS_PROXY) and ~/.netrc for private indexes",
+                f"{dist.pin}: downloading {file.url} failed: {exc}",
+                "check the URL, the network, the proxy variables (HTTPS_PROXY) and ~/.netrc for private indexes",
             ) from None
-    if digest.hexdigest() != file.sha256:
+        except BaseException:
+            out.close()
+            os.unlink(out.name)
+            raise
+    if actual != file.sha256:
         os.unlink(out.name)
         raise LambdaBuildError(
-            f"{dist.pin}: {file.filename} has sha256 {digest.hexdigest()}, but uv.lock says {file.sha256}",
+            f"{dist.pin}: {file.filename} has sha256 {actual}, but uv.lock says {file.sha256}",
             "the file changed on the index or the lock was edited; run `uv lock --refresh-package "
             f"{dist.name}` and review the change",
         )
     os.replace(out.name, final)
     return final
+
+
+def _remove_stale_parts(directory: Path) -> None:
+    """Delete ``*.part`` files a killed build left behind (a live download keeps its file fresh)."""
+    now = time.time()
+    for part in directory.glob("*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass
 
 
 def file_sha256(path: Path) -> str:
@@ -130,8 +151,11 @@ def fetch_all(
     """Download every distribution's file, several at once: name -> local path."""
     dists = [d for d in dists if d.file is not None]
     out: dict[str, Path] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir) for d in dists}
+    policy = RetryPolicy.from_env()
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir, policy=policy, stop=stop) for d in dists}
         errors = []
         for dist in dists:
             try:
@@ -141,6 +165,12 @@ def fetch_all(
                 continue
             if on_done:
                 on_done(dist, out[dist.name])
+    except BaseException:
+        # Ctrl-C or a bug: stop the other downloads now (each removes its .part file).
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if errors:
         if len(errors) == 1:
             raise errors[0]

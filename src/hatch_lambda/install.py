@@ -8,6 +8,7 @@ pip, no resolver: exactly the lock's pins, nothing else.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -30,6 +31,7 @@ from .fetch import fetch_all
 from .lock import Distribution, Resolution
 from .nesting import nested_environment
 from .target import Target
+from .wheel_checks import check_declared_sizes, check_no_overlap, check_record, installed_paths
 
 Log = Callable[[str], None]
 
@@ -182,7 +184,11 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
         )
     if not existing:
         built.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(wheel, built / wheel.name)
+        # Copied under a temporary name, then renamed: a killed build never leaves half a wheel here.
+        with tempfile.NamedTemporaryFile(dir=built, prefix=".", suffix=".part", delete=False) as partial:
+            with wheel.open("rb") as source:
+                shutil.copyfileobj(source, partial)
+        os.replace(partial.name, built / wheel.name)
     return Wheel(dist, wheel, "sdist built on host")
 
 
@@ -221,7 +227,9 @@ def stage(
     log: Log = lambda message: None,
 ) -> StagedTree:
     """Install the resolution into ``root`` with the "wheels" installer."""
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-") as scratch:
+    # Beside the staging root (in the build's scratch directory), so a killed build leaves nothing elsewhere.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="work-", dir=root.parent) as scratch:
         work = Path(scratch)
         wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
         for dist in sdists:
@@ -229,7 +237,18 @@ def stage(
         return unpack_all(wheels, root, resolution.target, work)
 
 
+def check_wheel(wheel: Wheel) -> dict[str, str]:
+    """Every check a wheel passes before it is unpacked; the paths it installs -> RECORD hash."""
+    check_wheel_entries(wheel.path, wheel.dist)
+    check_declared_sizes(wheel.path, wheel.dist)
+    with WheelFile.open(wheel.path) as source:
+        check_record(source, wheel.path, wheel.dist)
+        return installed_paths(source)
+
+
 def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> StagedTree:
+    ordered = sorted(wheels, key=lambda w: w.dist.name)
+    check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in ordered)
     root.mkdir(parents=True, exist_ok=True)
-    staged = [unpack(wheel, root, target, work / "discard") for wheel in sorted(wheels, key=lambda w: w.dist.name)]
+    staged = [unpack(wheel, root, target, work / "discard") for wheel in ordered]
     return StagedTree(root=root, target=target, distributions=tuple(staged))

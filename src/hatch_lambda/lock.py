@@ -20,6 +20,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import LambdaBuildError
+from .lock_shape import check_shape
 from .markers import encode_extra, encode_group, evaluate
 from .target import RUNTIMES, Target, allowed_runtimes
 
@@ -169,7 +170,13 @@ def _without_foreign_wheels(text: str, target: Target) -> str:
 def read_lock(path: Path, target: Target | None = None) -> Lock:
     """Parse ``uv.lock``; with ``target``, wheels that cannot fit it are left out."""
     raw = path.read_bytes()
-    text = raw.decode("utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LambdaBuildError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "regenerate it with `uv lock` (and resolve any merge conflict)",
+        ) from None
     if target is not None:
         text = _without_foreign_wheels(text, target)
     try:
@@ -185,6 +192,7 @@ def read_lock(path: Path, target: Target | None = None) -> Lock:
             f"{', '.join(map(str, SUPPORTED_LOCK_VERSIONS))})",
             "regenerate the lock with a uv release that writes version 1, or upgrade hatch-lambda",
         )
+    check_shape(data, path)
     lock = Lock(path=path, digest=hashlib.sha256(raw).hexdigest(), data=data)
     for package in data.get("package", []):
         lock.packages.setdefault(canonicalize_name(package["name"]), []).append(package)

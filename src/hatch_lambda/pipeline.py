@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from .install import StagedTree, stage
 from .lock import Resolution, resolve
 from .prune import PruneReport, prune
 from .smoke import smoke_check
+from .scratch import Scratch
 
 Log = Callable[[str], None]
 MANIFEST = "manifest.json"
@@ -68,7 +67,8 @@ def build(
     log(f"{config.kind}: {len(resolution.distributions)} distributions from {resolution.lock_path.name} "
         f"for {target.describe()}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".hatch-lambda-", dir=out_dir))
+    claimed = Scratch.claim(out_dir)
+    scratch = claimed.path
     try:
         tree = install_tree(config, resolution, scratch / "site-packages", log)
         for dist in tree.distributions:
@@ -92,6 +92,7 @@ def build(
         if config.smoke_import:
             smoke_check(config, written, log)
         manifest = scratch / MANIFEST
+        claimed.lock_output()
         sections = read_manifest(out_dir)
         sections[config.kind] = _manifest(config, resolution, written, pruned)
         sections[config.kind]["contents"] = contents(tree, pruned, sizes)
@@ -105,7 +106,7 @@ def build(
         os.replace(manifest, out_dir / MANIFEST)
         return BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        claimed.release()
 
 
 def read_manifest(directory: Path) -> dict[str, dict]:

@@ -227,7 +227,13 @@ def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group:
     for item in items:
         if from_lock:
             has_source = any(key in item for key in _SOURCE_KEYS)
-            specifier = "" if has_source else str(SpecifierSet(item.get("specifier", "")))
+            try:
+                specifier = "" if has_source else str(SpecifierSet(item.get("specifier", "")))
+            except InvalidSpecifier:
+                raise LambdaBuildError(
+                    f"{context.where}: invalid specifier {item.get('specifier')!r} for {item['name']}",
+                    "the lock is damaged; regenerate it with `uv lock`",
+                ) from None
             add(item["name"], item.get("extras", []), specifier, has_source, _marker_signature(item.get("marker"), context))
             continue
         text, extra = item if isinstance(item, tuple) else (item, None)

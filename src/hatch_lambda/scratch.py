@@ -1,0 +1,116 @@
+"""The scratch directory a build writes into, beside its output directory.
+
+Its name carries the owner's pid (``.hatch-lambda-<pid>-<random>``) and the
+owner holds an exclusive ``flock`` on ``<scratch>/.owner`` while it builds.
+A build killed outright (SIGKILL, a lost CI runner) cannot remove its scratch
+directory, so each new build removes the stale ones first: those whose lock
+nobody holds, or, before the lock file exists, whose pid is not running. A
+concurrent build's scratch directory is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: fall back to the pid check
+    fcntl = None
+
+PREFIX = ".hatch-lambda-"
+OWNER = ".owner"
+
+
+@dataclass
+class Scratch:
+    path: Path
+    _lock_fd: int | None
+    _output_fd: int | None = None
+
+    @classmethod
+    def claim(cls, out_dir: Path) -> Scratch:
+        """Remove stale scratch directories in ``out_dir``, then create and lock a new one."""
+        remove_stale(out_dir)
+        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=out_dir))
+        # Locked under another name, then renamed: nobody sees the lock file unlocked.
+        fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(path / f"{OWNER}.new", path / OWNER)
+        return cls(path, fd)
+
+    def lock_output(self) -> None:
+        """Wait for, then hold until :meth:`release`, the output directory's lock.
+
+        Taken before reading ``manifest.json`` and renaming the artifacts into
+        place, so two builds into one directory (lambda-layer and lambda-fat
+        at once) never lose each other's manifest section.
+        """
+        if fcntl is None or self._output_fd is not None:
+            return
+        self._output_fd = os.open(self.path.parent, os.O_RDONLY)
+        fcntl.flock(self._output_fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        for fd in (self._lock_fd, self._output_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._output_fd = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_pid(name: str) -> int | None:
+    head = name[len(PREFIX):].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def is_stale(path: Path) -> bool:
+    """True when no running build owns the scratch directory ``path``."""
+    try:
+        fd = os.open(path / OWNER, os.O_RDWR)
+    except FileNotFoundError:
+        # Created, but the owner has not locked it yet (or an older layout): trust the pid.
+        pid = _owner_pid(path.name)
+        return pid is not None and not _pid_alive(pid)
+    except OSError:
+        return False
+    try:
+        if fcntl is None:
+            pid = _owner_pid(path.name)
+            return pid is not None and not _pid_alive(pid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale(out_dir: Path) -> list[Path]:
+    """Delete the scratch directories in ``out_dir`` that no running build owns; those removed."""
+    removed = []
+    try:
+        children = list(out_dir.iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        if child.name.startswith(PREFIX) and child.is_dir() and not child.is_symlink() and is_stale(child):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed

@@ -1,0 +1,171 @@
+"""Downloads against a misbehaving server on 127.0.0.1: retries, resume, timeouts, clear errors.
+
+Every failure names the URL, and nothing but whole, verified files is ever
+left in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from buildutil import (
+    LAYER,
+    assert_failed_cleanly,
+    copy_fixture,
+    digests,
+    hatchling_build,
+    manifest,
+    session_cache,
+)
+from hatch_lambda.download import RetryPolicy, download
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch import fetch_one
+from hatch_lambda.lock import Distribution, LockedFile
+from wheelserver import WheelServer, assert_cache_holds_only_verified_files, cache_files, loopback_env, point_lock_at
+
+NAME = "demo-1.0-py3-none-any.whl"
+BODY = os.urandom(300_000)  # any bytes: the download does not look inside
+DIGEST = hashlib.sha256(BODY).hexdigest()
+FAST = RetryPolicy(attempts=3, timeout=2, backoff=0.01)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for name, value in loopback_env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server(no_proxy):
+    with WheelServer({NAME: BODY}) as running:
+        yield running
+
+
+def _dist(server: WheelServer, name: str = NAME) -> Distribution:
+    return Distribution("demo", "1.0", "registry", "https://pypi.org/simple",
+                        LockedFile(kind="wheel", filename=name, url=server.url(name), sha256=DIGEST))
+
+
+def test_cut_off_download_is_resumed(tmp_path, server):
+    server.fault(NAME, kind="cut", times=1)
+    path = fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
+    assert path.read_bytes() == BODY
+    assert server.served(NAME) == [None, f"bytes={len(BODY) // 2}-"]  # the second asked for the rest
+    assert_cache_holds_only_verified_files(tmp_path / "cache")
+
+
+def test_cut_off_download_restarts_when_the_server_ignores_range(tmp_path, server):
+    server.honour_range = False
+    server.fault(NAME, kind="cut", times=1)
+    path = fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
+    assert path.read_bytes() == BODY  # the whole body came again and was written from the start
+    assert server.served(NAME) == [None, f"bytes={len(BODY) // 2}-"]
+    assert_cache_holds_only_verified_files(tmp_path / "cache")
+
+
+def test_download_cut_off_every_time_fails_naming_the_url(tmp_path, server):
+    server.fault(NAME, kind="cut")
+    with pytest.raises(LambdaBuildError) as raised:
+        fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
+    message = str(raised.value)
+    assert f"demo==1.0: downloading {server.url(NAME)} failed: the connection closed with" in message
+    assert "(tried 3 times)" in message
+    assert "fix: check the URL, the network" in message
+    assert len(server.served(NAME)) == 3
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_404_is_not_retried(tmp_path, server):
+    dist = _dist(server, "missing-1.0-py3-none-any.whl")
+    with pytest.raises(LambdaBuildError) as raised:
+        fetch_one(dist, tmp_path / "cache", tmp_path, policy=FAST)
+    assert f"downloading {server.url('missing-1.0-py3-none-any.whl')} failed: HTTP 404" in str(raised.value)
+    assert len(server.served("missing-1.0-py3-none-any.whl")) == 1
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_503_is_retried(tmp_path, server):
+    server.fault(NAME, kind="status", status=503, times=2)
+    path = fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
+    assert path.read_bytes() == BODY
+    assert len(server.served(NAME)) == 3
+
+
+def test_slow_server_times_out_then_fails_naming_the_url(tmp_path, server):
+    server.fault(NAME, kind="delay", seconds=1.5)
+    policy = RetryPolicy(attempts=2, timeout=0.3, backoff=0.01)
+    with pytest.raises(LambdaBuildError) as raised:
+        fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=policy)
+    message = str(raised.value)
+    assert f"downloading {server.url(NAME)} failed: timed out (tried 2 times)" in message
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_slow_server_once_is_retried(tmp_path, server):
+    server.fault(NAME, kind="delay", seconds=1.0, times=1)
+    policy = RetryPolicy(attempts=2, timeout=0.3, backoff=0.01)
+    path = fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=policy)
+    assert path.read_bytes() == BODY
+
+
+def test_backoff_doubles(tmp_path, server):
+    server.fault(NAME, kind="status", status=503)
+    waits: list[float] = []
+    with (tmp_path / "out").open("wb") as out, pytest.raises(Exception, match="HTTP 503"):
+        download(server.url(NAME), out, headers={}, policy=RetryPolicy(attempts=4, timeout=2, backoff=0.5),
+                 sleep=waits.append)
+    assert waits == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("name", ["HATCH_LAMBDA_DOWNLOAD_ATTEMPTS", "HATCH_LAMBDA_DOWNLOAD_TIMEOUT",
+                                  "HATCH_LAMBDA_DOWNLOAD_BACKOFF"])
+def test_bad_retry_variable_is_an_error(monkeypatch, name):
+    monkeypatch.setenv(name, "soon")
+    with pytest.raises(LambdaBuildError) as raised:
+        RetryPolicy.from_env()
+    assert f"environment variable {name}='soon' is not a number" in raised.value.problem
+    assert "unset it" in raised.value.fix
+    monkeypatch.setenv(name, "3")
+    assert RetryPolicy.from_env() != RetryPolicy()
+
+
+def test_stale_partial_downloads_are_swept(tmp_path, server):
+    directory = tmp_path / "cache" / "files" / DIGEST[:2] / DIGEST
+    directory.mkdir(parents=True)
+    old, fresh = directory / "tmpold.part", directory / "tmpfresh.part"
+    old.write_bytes(BODY[:100])
+    fresh.write_bytes(BODY[:100])
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
+    assert not old.exists()  # left by a killed build long ago
+    assert fresh.exists()  # may be another build's download in progress
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return session_cache(tmp_path_factory)
+
+
+@pytest.mark.network
+def test_build_with_a_missing_file_fails_naming_the_url(tmp_path, cache):
+    """Through a build: a 404 from the index stops it, names the URL, and leaves the artifacts."""
+    project = copy_fixture("native-app", tmp_path)
+    hatchling_build(project, LAYER, cache=cache)  # fills the session cache from the index
+    before = digests(project / "dist" / "lambda")
+    with WheelServer() as server:
+        server.add_dir(cache / "files")
+        point_lock_at(project, server)
+        chosen = manifest(project / "dist" / "lambda")["targets"][LAYER]["distributions"]
+        missing = next(d["file"] for d in chosen if d["name"] == "orjson")
+        del server.files[missing]
+        empty = tmp_path / "empty-cache"
+        build = hatchling_build(project, LAYER, cache=empty, env=loopback_env(), check=False)
+        assert_failed_cleanly(build, f"downloading {server.url(missing)} failed: HTTP 404", "fix: check the URL")
+        assert server.served(missing) == [None]
+    assert digests(project / "dist" / "lambda") == before
+    assert_cache_holds_only_verified_files(empty)

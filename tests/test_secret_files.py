@@ -1,0 +1,69 @@
+"""Function code that would ship secrets: left out by default, reported, included on purpose."""
+
+from __future__ import annotations
+
+import pytest
+
+from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, session_cache, zip_files
+from hatch_lambda.archive import Entry
+from hatch_lambda.config import load_config
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.secret_files import filter_secrets
+
+SECRETS = [
+    "native_app/.env",
+    "native_app/.env.production",
+    "native_app/certs/server.pem",
+    "native_app/deploy.key",
+    "native_app/id_rsa",
+    "native_app/id_ed25519.pub",
+    "native_app/vendored/.git/config",
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return session_cache(tmp_path_factory)
+
+
+@pytest.mark.network
+def test_secrets_are_left_out_of_function_zips_and_reported(tmp_path, cache):
+    project = copy_fixture("native-app", tmp_path)
+    for name in SECRETS:
+        path = project / "src" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("SECRET=1\n")
+    (project / "src/native_app/settings.env.example").write_text("SECRET=\n")  # not a secret: kept
+    build = hatchling_build(project, LAYER, FAT, cache=cache)
+    for archive in ("native-app.zip", "native-app-fat.zip"):
+        files = zip_files(build.out(archive))
+        assert "native_app/handler.py" in files
+        assert "native_app/settings.env.example" in files
+        leaked = [name for name in SECRETS if name in files]
+        assert leaked == [], f"{archive} ships {leaked}"
+    for name in SECRETS[:6]:
+        assert f"left {name} out of function 'native-app': it looks like a secret" in build.output
+    assert "(list it in include-secrets to ship it)" in build.output
+
+    configure(project, include_secrets=["native_app/certs/server.pem"])
+    build = hatchling_build(project, LAYER, cache=cache)
+    files = zip_files(build.out("native-app.zip"))
+    assert "native_app/certs/server.pem" in files
+    assert "native_app/.env" not in files and "native_app/id_rsa" not in files
+    assert "left native_app/certs/server.pem out" not in build.output
+
+
+def test_filter_secrets_patterns(tmp_path):
+    names = ["app/.env", "app/.env.local", "app/key.pem", "app/tls.key", "app/id_rsa", "app/.git/HEAD",
+             "app/.aws/credentials", "app/.netrc", "app/env.py", "app/keys.py", "app/pem/readme.txt",
+             "terraform.tfstate"]
+    picked = filter_secrets([Entry(name, tmp_path / name) for name in names], include=["app/tls.key"])
+    assert [e.name for e in picked.kept] == ["app/tls.key", "app/env.py", "app/keys.py", "app/pem/readme.txt"]
+    assert picked.left_out == sorted(set(names) - {e.name for e in picked.kept})
+
+
+def test_include_secrets_must_be_a_list_of_strings():
+    with pytest.raises(LambdaBuildError) as raised:
+        load_config(LAYER, {"include-secrets": "key.pem"}, {}, project_name="app", requires_python=">=3.11")
+    assert "include-secrets in [tool.hatch.build.targets.lambda-layer] of pyproject.toml must be a list of strings" \
+        in str(raised.value)

@@ -1,0 +1,176 @@
+"""A package server on 127.0.0.1 for the download tests, with faults on demand.
+
+It serves real files (wheels from the session's download cache, or hand-made
+ones) by file name and honours ``Range`` requests. Per file, a fault can be
+set: cut the body off halfway, answer 404 or 503, wait before answering, or
+send the body slowly in small pieces. ``point_lock_at`` rewrites a project's
+``uv.lock`` so every file URL names this server (the hashes stay as locked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Fault:
+    kind: str = "none"  # none | cut | status | delay | trickle
+    times: int = 1 << 30  # how many requests suffer it; then the file is served normally
+    status: int = 404
+    seconds: float = 0.0  # delay before answering, or between trickled pieces
+    piece: int = 4096  # bytes per trickled piece
+
+
+class WheelServer:
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        self.files: dict[str, bytes] = dict(files or {})
+        self.faults: dict[str, Fault] = {}
+        self.honour_range = True  # False: answer a Range request with the whole file, as some servers do
+        self.requests: list[tuple[str, str | None]] = []  # (name, Range header)
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                outer._serve(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    # -- set-up
+
+    def add_dir(self, directory: Path) -> None:
+        """Serve every file below ``directory`` by its name."""
+        for path in directory.rglob("*"):
+            if path.is_file() and not path.name.endswith(".part"):
+                self.files[path.name] = path.read_bytes()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def fault(self, name: str, **options) -> None:
+        with self.lock:
+            self.faults[name] = Fault(**options)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def served(self, name: str) -> list[str | None]:
+        """The Range header of each request for ``name`` (None for a whole-file request)."""
+        return [header for requested, header in self.requests if requested == name]
+
+    def __enter__(self) -> WheelServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+    # -- serving
+
+    def _take_fault(self, name: str) -> Fault:
+        with self.lock:
+            fault = self.faults.get(name)
+            if fault is None or fault.times <= 0:
+                return Fault()
+            fault.times -= 1
+            return Fault(**{**fault.__dict__})
+
+    def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        name = handler.path.lstrip("/")
+        requested_range = handler.headers.get("Range")
+        with self.lock:
+            self.requests.append((name, requested_range))
+        body = self.files.get(name)
+        fault = self._take_fault(name)
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+        if body is None or fault.kind == "status":
+            status = 404 if body is None else fault.status
+            handler.send_response(status)
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            return
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", requested_range or "")
+        if match and self.honour_range and int(match.group(1)) < len(body):
+            start = int(match.group(1))
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            handler.send_response(200)
+        part = body[start:]
+        handler.send_header("Content-Length", str(len(part)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        try:
+            if fault.kind == "cut":
+                handler.wfile.write(part[: len(part) // 2])
+                handler.wfile.flush()
+                handler.close_connection = True
+                return
+            if fault.kind == "trickle":
+                for offset in range(0, len(part), fault.piece):
+                    handler.wfile.write(part[offset:offset + fault.piece])
+                    handler.wfile.flush()
+                    time.sleep(fault.seconds)
+                return
+            handler.wfile.write(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+LOCKED_URL = re.compile(r'url = "https?://[^"]*/([^/"]+)"')
+
+
+def point_lock_at(project: Path, server: WheelServer) -> None:
+    """Rewrite ``project/uv.lock`` so every file is downloaded from ``server``."""
+    lock = project / "uv.lock"
+    text = lock.read_text(encoding="utf-8")
+    port = server.httpd.server_address[1]
+    lock.write_text(LOCKED_URL.sub(lambda m: f'url = "http://127.0.0.1:{port}/{m.group(1)}"', text), encoding="utf-8")
+
+
+def loopback_env() -> dict[str, str]:
+    """Environment for a build that downloads from the loopback server, not through a proxy."""
+    return {
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "NETRC": "/nonexistent/netrc",
+        "HATCH_LAMBDA_DOWNLOAD_BACKOFF": "0.05",
+        "HATCH_LAMBDA_DOWNLOAD_TIMEOUT": "10",
+    }
+
+
+def cache_files(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.rglob("*") if p.is_file())
+
+
+def assert_cache_holds_only_verified_files(cache: Path, *, allow_part: bool = False) -> None:
+    """Every usable file under files/<xx>/<sha256>/ is whole: its digest is its directory's name.
+
+    ``*.part`` files are downloads in progress, never used as they are (a build
+    killed outright leaves one behind; ``allow_part`` accepts that).
+    """
+    for path in cache_files(cache):
+        if path.name.endswith(".part"):
+            assert allow_part, f"half-written download left in the cache: {path}"
+            continue
+        if path.relative_to(cache).parts[0] == "files":
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name, path
