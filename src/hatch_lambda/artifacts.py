@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LambdaBuildError
-from .target import Target
+from .target import RUNTIMES, Target
 
 MANIFEST = "manifest.json"
 LAYER_KIND = "layer"
@@ -76,6 +76,12 @@ def find_artifacts(path: Path) -> list[Artifact]:
                 return out
         return [Artifact(path, TREE_KIND, None)]
     raise LambdaBuildError(f"{path} does not exist", "give a zip built by hatch-lambda, or its output directory")
+
+
+def add_target_arguments(parser) -> None:
+    """``--python`` / ``--arch`` of the commands that read built artifacts (see :func:`target_of`)."""
+    parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
+    parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")
 
 
 def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Target:

@@ -11,11 +11,11 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import Artifact, find_artifacts, target_of
+from .artifacts import Artifact, add_target_arguments, find_artifacts, target_of
 from .audit import audit_root
 from .contents import OTHER, UNKNOWN, owners_from_dist_info, owners_from_manifest
 from .errors import LambdaBuildError
-from .target import RUNTIMES, Target
+from .target import Target
 
 MB = 1 << 20
 
@@ -178,8 +178,7 @@ def add_parser(commands) -> None:
         help="sizes by distribution, what stripping removed, and the native-code audit of a built artifact",
     )
     parser.add_argument("path", type=Path, help="a zip, the output directory (with manifest.json), or an unpacked tree")
-    parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
-    parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")
+    add_target_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.set_defaults(handler=run)
 

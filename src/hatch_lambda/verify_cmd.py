@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from .artifacts import FUNCTION_KIND, find_artifacts, target_of
+from .artifacts import FUNCTION_KIND, add_target_arguments, find_artifacts, target_of
 from .errors import LambdaBuildError
 from .smoke import RUNNERS, failure_error, smoke_import
-from .target import RUNTIMES
 
 
 def add_parser(commands) -> None:
@@ -19,8 +18,7 @@ def add_parser(commands) -> None:
         help="import every top-level module of a layer or fat zip with the runtime's Python, as Lambda would",
     )
     parser.add_argument("path", type=Path, help="a layer or fat zip, or the output directory (with manifest.json)")
-    parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
-    parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")
+    add_target_arguments(parser)
     parser.add_argument("--skip", action="append", default=[], metavar="MODULE",
                         help="a top-level module not to import (it cannot be imported on its own)")
     parser.add_argument("--runner", choices=RUNNERS, default="auto",
