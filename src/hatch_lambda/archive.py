@@ -90,7 +90,7 @@ class Compressed:
     method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
     crc: int
     size: int
-    data: bytes
+    data: bytes | memoryview
     executable: bool
 
 
@@ -121,16 +121,33 @@ def write_zip(
     todo = sorted({e.source for e in by_name.values() if e.source not in cache})
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         cache.update(zip(todo, pool.map(compress, todo)))
+    return write_compressed({name: cache[entry.source] for name, entry in by_name.items()}, destination)
+
+
+def compress_entries(entries: Iterable[Entry]) -> dict[str, Compressed]:
+    """name -> deflated contents, on every core; a later entry with the same name wins."""
+    by_name = {entry.name: entry for entry in entries}
+    names = sorted(by_name)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(compress, [by_name[n].source for n in names])))
+
+
+def write_compressed(contents: dict[str, Compressed], destination: Path) -> WrittenZip:
+    """Write already-deflated files (name -> contents), and their directories, in name order.
+
+    The bytes depend only on the names and contents, not on where the deflated
+    data came from, so a zip assembled from cached entries equals a fresh one.
+    """
     date_time = _date_time()
     unzipped = 0
-    names = sorted([*by_name, *directories(by_name)])
+    names = sorted([*contents, *directories(contents)])
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w") as archive:
         for name in names:
             if name.endswith("/"):
                 archive.writestr(_info(name, stat.S_IFDIR | 0o755, date_time), b"")
                 continue
-            content = cache[by_name[name].source]
+            content = contents[name]
             info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
             _write_compressed(archive, info, content)
             unzipped += content.size

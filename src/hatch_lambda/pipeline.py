@@ -17,10 +17,12 @@ from pathlib import Path
 
 from .archive import Entry, WrittenZip, tree_entries, write_zip
 from .audit import SizeCheck, audit_elf, check_sizes, sizes_by_distribution
+from .cached_build import cached_zips
 from .config import FAT, LAYER, LambdaConfig
-from .fetch import cache_dir
+from .cache import cache_dir
 from .install import StagedTree, stage
 from .lock import Resolution, resolve
+from .packs import eligible
 from .prune import PruneReport, prune
 
 Log = Callable[[str], None]
@@ -52,6 +54,7 @@ def build(
     *,
     log: Log = print,
     warn: Log = print,
+    no_cache: bool = False,
 ) -> BuildOutput:
     target = config.target
     resolution = resolve(
@@ -68,21 +71,27 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".hatch-lambda-", dir=out_dir))
     try:
-        tree = install_tree(config, resolution, scratch / "site-packages", log)
-        for dist in tree.distributions:
-            if dist.how != "wheel":
-                log(f"  {dist.name} {dist.version}: {dist.how}")
-        pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+        if not no_cache and eligible(config, resolution):
+            # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
+            cached = cached_zips(config, resolution, function_files, scratch, cache_dir(), log)
+            written, checks, largest, pruned = cached.written, cached.checks, cached.largest, cached.pruned
+        else:
+            tree = install_tree(config, resolution, scratch / "site-packages", log)
+            for dist in tree.distributions:
+                if dist.how != "wheel":
+                    log(f"  {dist.name} {dist.version}: {dist.how}")
+            pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+            audit_elf(tree)
+            written, checks = _write_zips(config, tree, function_files, scratch)
+            largest = sizes_by_distribution(tree)
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
             log(f"  stripped {pruned.files} files, {pruned.bytes / 1024:.0f} KiB ({rules})")
-        audit_elf(tree)
-        written, checks = _write_zips(config, tree, function_files, scratch)
         check_sizes(
             checks,
             max_zipped_mb=config.max_zipped_mb,
             max_unzipped_mb=config.max_unzipped_mb,
-            largest=sizes_by_distribution(tree),
+            largest=largest,
             mode=config.size_check,
             warn=warn,
         )

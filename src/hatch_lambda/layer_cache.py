@@ -1,0 +1,90 @@
+"""Finished dependency zips (``layer.zip``) in the cache, so a code-only rebuild does not touch them.
+
+The key names every pack the zip is made of (each pack's key already names its
+wheel's sha256, the target, the strip rules, the compression level and
+hatch-lambda's version), the path prefix inside the zip and the timestamp of
+its entries. The entry stores the zip and what the manifest and the size
+checks need (digest, sizes, entry count, stripping report, largest
+distributions), so a hit reads none of the dependencies. The copy placed in
+the build is checked against the stored digest; a mismatch discards the entry
+and the layer is assembled again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archive import WrittenZip, _date_time
+from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
+from .fetch import file_sha256
+from .prune import PruneReport
+
+ZIP = "layer.zip"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class CachedLayer:
+    written: WrittenZip
+    pruned: PruneReport
+    largest: list[tuple[str, int]]  # (distribution, bytes), largest first
+
+
+def layer_key(pack_keys: list[str], prefix: str) -> str:
+    return key_of({"kind": "layer", "packs": pack_keys, "prefix": prefix, "date_time": list(_date_time())})
+
+
+def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
+    """Copy the cached zip for ``key`` to ``destination`` and check it; None on a miss."""
+    directory = entry_dir(cache, "layers", key)
+    try:
+        meta = json.loads((directory / META).read_text())
+        shutil.copyfile(directory / ZIP, destination)
+    except (OSError, ValueError):
+        return None
+    try:
+        digest = file_sha256(destination)
+        if meta.get("key") != key or digest != meta["sha256"]:
+            raise ValueError("damaged")
+        written = WrittenZip(destination, meta["entries"], destination.stat().st_size, meta["unzipped"], digest)
+        pruned = PruneReport(**meta["pruned"])
+        largest = [(name, size) for name, size in meta["largest"]]
+    except (KeyError, TypeError, ValueError):
+        destination.unlink(missing_ok=True)
+        with locked(directory):
+            discard(directory)
+        return None
+    touch(directory)
+    return CachedLayer(written, pruned, largest)
+
+
+def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
+    """Keep a copy of a freshly written layer zip (atomically, under the entry's lock)."""
+    directory = entry_dir(cache, "layers", key)
+    with locked(directory):
+        if (directory / META).is_file():
+            return
+        temporary = atomic_dir(directory)
+        try:
+            shutil.copyfile(layer.written.path, temporary / ZIP)
+            meta = {
+                "key": key,
+                "sha256": layer.written.sha256,
+                "entries": layer.written.entries,
+                "unzipped": layer.written.unzipped,
+                "pruned": {"files": layer.pruned.files, "bytes": layer.pruned.bytes,
+                           "by_rule": layer.pruned.by_rule, "removed": layer.pruned.removed},
+                "largest": layer.largest,
+            }
+            with (temporary / META).open("w") as out:
+                out.write(json.dumps(meta))
+                out.flush()
+                os.fsync(out.fileno())
+            publish(temporary, directory)
+        except BaseException:
+            discard(temporary)
+            raise

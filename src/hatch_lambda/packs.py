@@ -1,0 +1,203 @@
+"""One distribution, staged, stripped, checked and deflated once: a pack in the cache.
+
+A pack holds the deflated bytes of every file one wheel leaves after stripping,
+with their names (relative to site-packages), CRCs and sizes. Its key is
+everything that determines those bytes: the wheel's sha256, the target, the
+strip rules, the compression level and hatch-lambda's version. A layer or fat
+zip is then assembled from packs by copying deflated bytes, so when one
+package changes only that package is unpacked and deflated again, and the zip
+is byte-identical to one built from scratch.
+
+A pack is written to a temporary directory and renamed into place under its
+lock; reading one checks the sha256 of its data, and a pack that fails is
+discarded and built again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .archive import COMPRESSION_LEVEL, Compressed, compress, tree_entries
+from .audit import audit_elf
+from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
+from .config import LambdaConfig
+from .fetch import fetch_one
+from .install import StagedTree, Wheel, unpack
+from .lock import Distribution, Resolution
+from .prune import PruneReport, prune
+
+INDEX = "index.json"
+DATA = "data"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One distribution's files, deflated: name (relative to site-packages) -> contents."""
+
+    key: str
+    name: str
+    version: str
+    files: dict[str, Compressed]
+    pruned: PruneReport
+    installed_bytes: int  # sum of file sizes after stripping
+    reused: bool  # read from the cache rather than built now
+
+
+def eligible(config: LambdaConfig, resolution: Resolution) -> bool:
+    """Packs are used when every distribution is a wheel downloaded by digest (no builds, no Docker)."""
+    if config.installer == "docker":
+        return False
+    return all(
+        d.file is not None and d.file.kind == "wheel" and d.file.url is not None and d.file.sha256
+        for d in resolution.distributions
+    )
+
+
+def pack_key(config: LambdaConfig, dist: Distribution) -> str:
+    target = config.target
+    return key_of({
+        "kind": "pack",
+        "hatch-lambda": __version__,
+        "wheel": dist.file.sha256,
+        "filename": dist.file.filename,
+        "python": target.python,
+        "arch": target.arch,
+        "strip": config.strip,
+        "strip-patterns": list(config.strip_patterns),
+        "keep-patterns": list(config.keep_patterns),
+        "level": COMPRESSION_LEVEL,
+    })
+
+
+def load(directory: Path, key: str) -> Pack | None:
+    """The pack stored in ``directory``, or None if it is missing or fails its check."""
+    try:
+        index = json.loads((directory / INDEX).read_text())
+        data = (directory / DATA).read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("key") != key or hashlib.sha256(data).hexdigest() != index.get("sha256"):
+        return None
+    view = memoryview(data)
+    files = {}
+    try:
+        for name, method, crc, size, offset, length, executable in index["files"]:
+            if offset + length > len(data):
+                return None
+            files[name] = Compressed(method, crc, size, view[offset:offset + length], bool(executable))
+        pruned = PruneReport(**index["pruned"])
+        return Pack(key, index["name"], index["version"], files, pruned, index["installed_bytes"], True)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def store(directory: Path, pack: Pack) -> None:
+    """Write ``pack`` into ``directory`` atomically (temporary directory, then rename)."""
+    temporary = atomic_dir(directory)
+    try:
+        rows, offset, digest = [], 0, hashlib.sha256()
+        with (temporary / DATA).open("wb") as out:
+            for name in sorted(pack.files):
+                content = pack.files[name]
+                out.write(content.data)
+                digest.update(content.data)
+                rows.append([name, content.method, content.crc, content.size, offset, len(content.data),
+                             int(content.executable)])
+                offset += len(content.data)
+            out.flush()
+            os.fsync(out.fileno())
+        index = {
+            "key": pack.key,
+            "name": pack.name,
+            "version": pack.version,
+            "sha256": digest.hexdigest(),
+            "installed_bytes": pack.installed_bytes,
+            "pruned": {"files": pack.pruned.files, "bytes": pack.pruned.bytes, "by_rule": pack.pruned.by_rule,
+                       "removed": pack.pruned.removed},
+            "files": rows,
+        }
+        (temporary / INDEX).write_text(json.dumps(index, separators=(",", ":")))
+        publish(temporary, directory)
+    except BaseException:
+        discard(temporary)
+        raise
+
+
+def build_pack(
+    config: LambdaConfig, dist: Distribution, key: str, wheel: Path, pool: ThreadPoolExecutor
+) -> Pack:
+    """Unpack one wheel alone, strip it, check its ELF objects and deflate every file."""
+    with tempfile.TemporaryDirectory(prefix="hatch-lambda-pack-") as scratch:
+        root = Path(scratch) / "site-packages"
+        root.mkdir()
+        staged = unpack(Wheel(dist, wheel, "wheel"), root, config.target, Path(scratch) / "discard")
+        pruned = prune(root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+        audit_elf(StagedTree(root=root, target=config.target, distributions=(staged,)))
+        entries = tree_entries(root)
+        contents = list(pool.map(compress, [e.source for e in entries]))
+        files = {e.name: c for e, c in zip(entries, contents)}
+    return Pack(key, dist.name, dist.version, files, pruned, sum(c.size for c in files.values()), False)
+
+
+def packs_for(
+    config: LambdaConfig, resolution: Resolution, cache: Path, *, log: Log = lambda message: None
+) -> list[Pack]:
+    """Every distribution's pack, in name order: read from the cache, or built and stored there."""
+    workers = os.cpu_count() or 1
+    lock_dir = resolution.lock_path.parent
+    dists = sorted(resolution.distributions, key=lambda d: d.name)
+    # Larger wheels first, so the two longest jobs do not end up last.
+    order = sorted(dists, key=lambda d: -(d.file.size or 0))
+    with ThreadPoolExecutor(max_workers=workers) as deflaters, ThreadPoolExecutor(max_workers=workers) as jobs:
+
+        def one(dist: Distribution) -> Pack:
+            key = pack_key(config, dist)
+            directory = entry_dir(cache, "packs", key)
+            pack = load(directory, key)
+            if pack is not None:
+                touch(directory)
+                return pack
+            with locked(directory):
+                pack = load(directory, key)  # another build may have stored it meanwhile
+                if pack is not None:
+                    return pack
+                if directory.exists():
+                    log(f"  cached pack of {dist.pin} failed its check; building it again")
+                    discard(directory)
+                wheel = fetch_one(dist, cache, lock_dir)
+                pack = build_pack(config, dist, key, wheel, deflaters)
+                store(directory, pack)
+                return pack
+
+        futures = {d.name: jobs.submit(one, d) for d in order}
+        return [futures[d.name].result() for d in dists]
+
+
+def merge(packs: list[Pack], prefix: str = "") -> dict[str, Compressed]:
+    """name in the zip -> contents; a later distribution's file wins, as when unpacking in name order."""
+    out: dict[str, Compressed] = {}
+    for pack in packs:
+        for name, content in pack.files.items():
+            out[prefix + name] = content
+    return out
+
+
+def pruned_total(packs: list[Pack]) -> PruneReport:
+    total = PruneReport()
+    for pack in packs:
+        total.files += pack.pruned.files
+        total.bytes += pack.pruned.bytes
+        for rule, size in pack.pruned.by_rule.items():
+            total.by_rule[rule] = total.by_rule.get(rule, 0) + size
+        total.removed.extend(pack.pruned.removed)
+    total.removed.sort()
+    return total
