@@ -48,9 +48,24 @@ def cache_dir() -> Path:
     return base / "hatch-lambda"
 
 
+def code_digest() -> str:
+    """sha256 of hatch-lambda's own modules: a changed rule or writer invalidates what they made,
+    even between two builds of one version."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def key_of(parts: dict) -> str:
-    """A hex sha256 naming everything in ``parts`` (JSON, sorted keys) plus the cache format."""
-    text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, separators=(",", ":"))
+    """A hex sha256 naming everything in ``parts`` (JSON, sorted keys), the cache format,
+    hatch-lambda's version and its code."""
+    from . import __version__
+
+    text = json.dumps(
+        {"format": FORMAT, "hatch-lambda": __version__, "code": code_digest(), **parts},
+        sort_keys=True, separators=(",", ":"),
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -3,7 +3,7 @@
 A pack holds the deflated bytes of every file one wheel leaves after stripping,
 with their names (relative to site-packages), CRCs and sizes. Its key is
 everything that determines those bytes: the wheel's sha256, the target, the
-strip rules, the compression level and hatch-lambda's version. A layer or fat
+strip rules, the compression level, and hatch-lambda's version and code. A layer or fat
 zip is then assembled from packs by copying deflated bytes, so when one
 package changes only that package is unpacked and deflated again, and the zip
 is byte-identical to one built from scratch.
@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
 from .archive import COMPRESSION_LEVEL, Compressed, compress, tree_entries
 from .audit import audit_elf
 from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
@@ -66,7 +65,6 @@ def pack_key(config: LambdaConfig, dist: Distribution) -> str:
     target = config.target
     return key_of({
         "kind": "pack",
-        "hatch-lambda": __version__,
         "wheel": dist.file.sha256,
         "filename": dist.file.filename,
         "python": target.python,
