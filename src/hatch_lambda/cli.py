@@ -1,4 +1,4 @@
-"""Command line: ``hatch-lambda requirements`` (also ``python -m hatch_lambda``)."""
+"""Command line: ``hatch-lambda requirements``, ``hatch-lambda cache`` (also ``python -m hatch_lambda``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import cache_cmd
 from .errors import LambdaBuildError
 from .lock import Distribution, Resolution, resolve
 from .target import RUNTIMES, Target, lowest_runtime
@@ -58,11 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out a distribution and what only it pulls in")
     req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
     req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
+    cache_cmd.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "cache":
+        try:
+            return cache_cmd.run(args)
+        except LambdaBuildError as exc:
+            print(f"hatch-lambda: error: {exc}", file=sys.stderr)
+            return 2
     try:
         python = args.python
         if python is None:
