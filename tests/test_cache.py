@@ -131,6 +131,7 @@ def test_every_key_input_changes_the_keys(session, tmp_path, monkeypatch):
         "strip": keys(_config(project, strip=False)),
         "strip-patterns": keys(_config(project, **{"strip-patterns": ["*.txt"]})),
         "keep-patterns": keys(_config(project, **{"keep-patterns": ["*.txt"]})),
+        "compression-level": keys(_config(project, **{"compression-level": 9})),
         "wheel hash": keys(base, other_hash),
     }
     monkeypatch.setattr(hatch_lambda, "__version__", "999.0")

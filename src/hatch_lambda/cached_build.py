@@ -55,7 +55,7 @@ def cached_zips(
         written.append(layer.written)
         checks.append(SizeCheck("layer.zip", layer.written.zipped, layer.written.unzipped))
         for name, entries in sorted(function_files.items()):
-            code = write_zip(entries, scratch / f"{name}.zip")
+            code = write_zip(entries, scratch / f"{name}.zip", level=config.compression_level)
             written.append(code)
             # Lambda's unzipped limit covers the function and its layers together.
             checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.written.unzipped))
@@ -64,7 +64,7 @@ def cached_zips(
     _log_packs(packs, log)
     dependencies = merge(packs)
     for name, entries in sorted(function_files.items()):
-        fat = write_compressed({**dependencies, **compress_entries(entries)}, scratch / f"{name}-fat.zip")
+        fat = write_compressed({**dependencies, **compress_entries(entries, config.compression_level)}, scratch / f"{name}-fat.zip")
         written.append(fat)
         checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return CachedZips(written, checks, _largest(packs), pruned_total(packs))

@@ -82,8 +82,6 @@ def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
             }
             with (temporary / META).open("w") as out:
                 out.write(json.dumps(meta))
-                out.flush()
-                os.fsync(out.fileno())
             publish(temporary, directory)
         except BaseException:
             discard(temporary)

@@ -24,7 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import COMPRESSION_LEVEL, Compressed, compress, tree_entries
+from functools import partial
+
+from .archive import Compressed, compress, tree_entries
 from .audit import audit_elf
 from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
 from .config import LambdaConfig
@@ -72,7 +74,7 @@ def pack_key(config: LambdaConfig, dist: Distribution) -> str:
         "strip": config.strip,
         "strip-patterns": list(config.strip_patterns),
         "keep-patterns": list(config.keep_patterns),
-        "level": COMPRESSION_LEVEL,
+        "level": config.compression_level,
     })
 
 
@@ -111,8 +113,6 @@ def store(directory: Path, pack: Pack) -> None:
                 rows.append([name, content.method, content.crc, content.size, offset, len(content.data),
                              int(content.executable)])
                 offset += len(content.data)
-            out.flush()
-            os.fsync(out.fileno())
         index = {
             "key": pack.key,
             "name": pack.name,
@@ -141,7 +141,7 @@ def build_pack(
         pruned = prune(root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
         audit_elf(StagedTree(root=root, target=config.target, distributions=(staged,)))
         entries = tree_entries(root)
-        contents = list(pool.map(compress, [e.source for e in entries]))
+        contents = list(pool.map(partial(compress, level=config.compression_level), [e.source for e in entries]))
         files = {e.name: c for e, c in zip(entries, contents)}
     return Pack(key, dist.name, dist.version, files, pruned, sum(c.size for c in files.values()), False)
 

@@ -131,11 +131,12 @@ def _write_zips(
     written: list[WrittenZip] = []
     checks: list[SizeCheck] = []
     if config.kind == LAYER:
-        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip")
+        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip",
+                          level=config.compression_level)
         written.append(layer)
         checks.append(SizeCheck("layer.zip", layer.zipped, layer.unzipped))
         for name, entries in sorted(function_files.items()):
-            code = write_zip(entries, scratch / f"{name}.zip")
+            code = write_zip(entries, scratch / f"{name}.zip", level=config.compression_level)
             written.append(code)
             # Lambda's unzipped limit covers the function and its layers together.
             checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
@@ -143,7 +144,8 @@ def _write_zips(
         dependencies = tree_entries(tree.root)
         deflated: dict = {}  # the dependencies are deflated once for every fat zip
         for name, entries in sorted(function_files.items()):
-            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated)
+            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated,
+                            level=config.compression_level)
             written.append(fat)
             checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return written, checks
