@@ -15,12 +15,15 @@ discarded and built again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
+import sys
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from .archive import Compressed, compress, tree_entries
 from .audit import audit_elf
 from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
 from .config import LambdaConfig
+from .errors import LambdaBuildError
 from .fetch import fetch_one
 from .install import StagedTree, Wheel, unpack
 from .lock import Distribution, Resolution
@@ -149,35 +153,73 @@ def build_pack(
 def packs_for(
     config: LambdaConfig, resolution: Resolution, cache: Path, *, log: Log = lambda message: None
 ) -> list[Pack]:
-    """Every distribution's pack, in name order: read from the cache, or built and stored there."""
+    """Every distribution's pack, in name order: read from the cache, or built and stored there.
+
+    Two or more packs to build are built in worker processes (one per core),
+    since unpacking a wheel is mostly Python code that holds the GIL; each
+    worker deflates on threads as well.
+    """
     workers = os.cpu_count() or 1
     lock_dir = resolution.lock_path.parent
     dists = sorted(resolution.distributions, key=lambda d: d.name)
+    keys = {d.name: pack_key(config, d) for d in dists}
+    missing = [d for d in dists if not (entry_dir(cache, "packs", keys[d.name]) / INDEX).is_file()]
+    processes = None
+    if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
+        # Forked (no re-import of the caller's main module, as spawn would do), and all at once
+        # now, before any thread of this build starts.
+        context = multiprocessing.get_context("fork")
+        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context)
+        processes.submit(int).result()
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(dists, key=lambda d: -(d.file.size or 0))
-    with ThreadPoolExecutor(max_workers=workers) as deflaters, ThreadPoolExecutor(max_workers=workers) as jobs:
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as jobs:
 
-        def one(dist: Distribution) -> Pack:
-            key = pack_key(config, dist)
-            directory = entry_dir(cache, "packs", key)
-            pack = load(directory, key)
-            if pack is not None:
-                touch(directory)
-                return pack
-            with locked(directory):
-                pack = load(directory, key)  # another build may have stored it meanwhile
+            def one(dist: Distribution) -> Pack:
+                key = keys[dist.name]
+                directory = entry_dir(cache, "packs", key)
+                pack = load(directory, key)
                 if pack is not None:
+                    touch(directory)
                     return pack
-                if directory.exists():
-                    log(f"  cached pack of {dist.pin} failed its check; building it again")
-                    discard(directory)
-                wheel = fetch_one(dist, cache, lock_dir)
-                pack = build_pack(config, dist, key, wheel, deflaters)
-                store(directory, pack)
-                return pack
+                with locked(directory):
+                    pack = load(directory, key)  # another build may have stored it meanwhile
+                    if pack is not None:
+                        return pack
+                    if directory.exists():
+                        log(f"  cached pack of {dist.pin} failed its check; building it again")
+                        discard(directory)
+                    wheel = fetch_one(dist, cache, lock_dir)
+                    if processes is None:
+                        failure = build_and_store(config, dist, key, wheel, directory)
+                    else:
+                        failure = processes.submit(build_and_store, config, dist, key, wheel, directory).result()
+                    if failure is not None:
+                        raise LambdaBuildError(*failure)
+                    pack = load(directory, key)
+                    if pack is None:
+                        raise LambdaBuildError(f"{dist.pin}: the pack just stored in {directory} cannot be read back",
+                                               "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)")
+                    return dataclasses.replace(pack, reused=False)
 
-        futures = {d.name: jobs.submit(one, d) for d in order}
-        return [futures[d.name].result() for d in dists]
+            futures = {d.name: jobs.submit(one, d) for d in order}
+            return [futures[d.name].result() for d in dists]
+    finally:
+        if processes is not None:
+            processes.shutdown(cancel_futures=True)
+
+
+def build_and_store(
+    config: LambdaConfig, dist: Distribution, key: str, wheel: Path, directory: Path
+) -> tuple[str, str | None] | None:
+    """Build one pack and store it; (problem, fix) of a refusal instead of raising it (it may cross processes)."""
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as deflaters:
+            store(directory, build_pack(config, dist, key, wheel, deflaters))
+    except LambdaBuildError as exc:
+        return exc.problem, exc.fix
+    return None
 
 
 def merge(packs: list[Pack], prefix: str = "") -> dict[str, Compressed]:
