@@ -5,9 +5,9 @@ wheel's sha256, the target, the strip rules, the compression level and
 hatch-lambda's version), the path prefix inside the zip and the timestamp of
 its entries. The entry stores the zip and what the manifest and the size
 checks need (digest, sizes, entry count, stripping report, largest
-distributions), so a hit reads none of the dependencies. The copy placed in
-the build is checked against the stored digest; a mismatch discards the entry
-and the layer is assembled again.
+distributions), so a hit reads none of the dependencies and does not hash the
+zip again. A hit is hard-linked into the build (copied across file systems)
+and checked; an entry that fails is discarded and the layer assembled again.
 """
 
 from __future__ import annotations
@@ -39,21 +39,36 @@ def layer_key(pack_keys: list[str], prefix: str) -> str:
 
 
 def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
-    """Copy the cached zip for ``key`` to ``destination`` and check it; None on a miss."""
+    """Place the cached zip for ``key`` at ``destination`` and check it; None on a miss.
+
+    The zip is hard-linked when the cache is on the same file system (no bytes
+    read or written) and checked by its size and modification time, which any
+    rewrite of either name changes; a copy is checked by its sha256.
+    """
     directory = entry_dir(cache, "layers", key)
     try:
         meta = json.loads((directory / META).read_text())
-        shutil.copyfile(directory / ZIP, destination)
     except (OSError, ValueError):
         return None
     try:
-        digest = file_sha256(destination)
-        if meta.get("key") != key or digest != meta["sha256"]:
+        try:
+            os.link(directory / ZIP, destination)
+            linked = True
+        except OSError:
+            shutil.copyfile(directory / ZIP, destination)
+            linked = False
+        if meta.get("key") != key:
+            raise ValueError("another key")
+        if linked:
+            status = destination.stat()
+            if status.st_size != meta["zipped"] or status.st_mtime_ns != meta["mtime_ns"]:
+                raise ValueError("changed since it was stored")
+        elif file_sha256(destination) != meta["sha256"]:
             raise ValueError("damaged")
-        written = WrittenZip(destination, meta["entries"], destination.stat().st_size, meta["unzipped"], digest)
+        written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
         pruned = PruneReport(**meta["pruned"])
         largest = [(name, size) for name, size in meta["largest"]]
-    except (KeyError, TypeError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):
         destination.unlink(missing_ok=True)
         with locked(directory):
             discard(directory)
@@ -71,9 +86,13 @@ def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
         temporary = atomic_dir(directory)
         try:
             shutil.copyfile(layer.written.path, temporary / ZIP)
+            if file_sha256(temporary / ZIP) != layer.written.sha256:
+                raise OSError(f"copying {layer.written.path} into the cache changed it")
             meta = {
                 "key": key,
                 "sha256": layer.written.sha256,
+                "zipped": layer.written.zipped,
+                "mtime_ns": (temporary / ZIP).stat().st_mtime_ns,
                 "entries": layer.written.entries,
                 "unzipped": layer.written.unzipped,
                 "pruned": {"files": layer.pruned.files, "bytes": layer.pruned.bytes,
