@@ -44,7 +44,7 @@ def test_defaults():
     assert config.docker_network is None
     assert (config.extras, config.groups, config.exclude_packages) == ((), (), ())
     assert config.layout == "python" and config.layer_prefix == "python/"
-    assert config.strip is True
+    assert config.strip is True and config.compression_level == 6
     assert (config.strip_patterns, config.keep_patterns) == ((), ())
     assert config.functions == (Function(name="demo"),)
     assert config.functions[0].is_default
@@ -75,6 +75,7 @@ def test_all_keys():
         "exclude-packages": ["boto3"],
         "layout": "site-packages",
         "strip": False,
+        "compression-level": 9,
         "strip-patterns": ["*.pyi"],
         "keep-patterns": ["*.dist-info/RECORD"],
         "functions": {"b": {"packages": ["src/b"]}, "a": {"include": ["src/a"], "exclude": ["src/a/t"],
@@ -96,6 +97,7 @@ def test_all_keys():
     assert (config.audit, config.smoke_import, config.smoke_import_skip) == ("warn", True, ("needs_env",))
     assert (config.extras, config.groups, config.exclude_packages) == (("http",), ("dev",), ("boto3",))
     assert (config.strip, config.strip_patterns, config.keep_patterns) == (False, ("*.pyi",), ("*.dist-info/RECORD",))
+    assert config.compression_level == 9
     # sorted by name, options as tuples
     assert config.functions == (
         Function("a", include=("src/a",), exclude=("src/a/t",), only_include=("src/a",)),
@@ -138,7 +140,7 @@ def test_exclude_packages_is_not_inherited():
 def test_unknown_key_names_its_table(own, inherited, where):
     exc = error(fat, own, inherited)
     assert exc.problem == f"unknown key 'pyton' in {where} of pyproject.toml"
-    assert exc.fix.startswith("valid keys: arch, audit, docker-network, exclude-packages, extras, functions")
+    assert exc.fix.startswith("valid keys: arch, audit, compression-level, docker-network, exclude-packages, extras, functions")
 
 
 @pytest.mark.parametrize(
@@ -155,6 +157,10 @@ def test_unknown_key_names_its_table(own, inherited, where):
         ("max-zipped-mb", True, "a positive number"),
         ("max-unzipped-mb", 0, "a positive number"),
         ("max-unzipped-mb", -1, "a positive number"),
+        ("compression-level", 0, "a whole number from 1 to 9"),
+        ("compression-level", 10, "a whole number from 1 to 9"),
+        ("compression-level", 6.0, "a whole number from 1 to 9"),
+        ("compression-level", True, "a whole number from 1 to 9"),
         ("layout", "flat", "'python' or 'site-packages'"),
         ("installer", "pip", "'auto' or 'wheels' or 'docker'"),
         ("size-check", "strict", "'error' or 'warn' or 'off'"),

@@ -43,6 +43,14 @@ from hatch_lambda.prune import default_rule, prune
         ("pkg/contest/mod.py", None),
         ("pkg/mod.py", None),
         ("pkg/mod.pyi", None),
+        # headers and Cython sources: only a compiler reads them
+        ("pyarrow/include/arrow/api.h", "headers"),
+        ("pkg/_core.pyx", "headers"),
+        ("pkg/_core.pxd", "headers"),
+        ("pkg/types.pxi", "headers"),
+        ("pkg/x.hpp", "headers"),
+        ("pkg/_speed.c", None),
+        ("pkg/header.html", None),
         ("six.py", None),
     ],
 )
@@ -89,7 +97,6 @@ def test_prune_defaults(tmp_path):
     assert files_under(root) == {
         "pkg/__init__.py",
         "pkg/__init__.pyi",
-        "pkg/include/pkg.h",
         "pkg/_speed.c",
         "pkg-1.0.dist-info/METADATA",
         "pkg-1.0.dist-info/licenses/LICENSE",
@@ -97,14 +104,16 @@ def test_prune_defaults(tmp_path):
     }
     assert report.removed == sorted([
         "pkg/__pycache__/__init__.cpython-311.pyc",
+        "pkg/include/pkg.h",
         "pkg/old.pyc",
         "pkg/tests/__init__.py",
         "pkg/tests/test_pkg.py",
         "pkg-1.0.dist-info/RECORD",
         "pkg-1.0.dist-info/WHEEL",
     ])
-    assert report.files == 6
+    assert report.files == 7
     assert report.by_rule == {
+        "headers": len(b"int x;\n" * 20),
         "__pycache__": 100,
         "*.pyc": 10,
         "tests": len(b"def test(): pass\n"),
@@ -123,7 +132,9 @@ def test_strip_patterns_add_to_the_defaults(tmp_path):
     assert "pkg/include/pkg.h" not in files_under(root)
     assert "pkg/_speed.c" not in files_under(root)
     assert "pkg/include" not in dirs_under(root)
-    assert report.by_rule["strip-patterns"] == len(b"x: int\n") + len(b"int x;\n" * 20) + len(b"/* c */\n")
+    # the header went by the default rule first
+    assert report.by_rule["strip-patterns"] == len(b"x: int\n") + len(b"/* c */\n")
+    assert report.by_rule["headers"] == len(b"int x;\n" * 20)
     assert report.by_rule["dist-info"] > 0
 
 

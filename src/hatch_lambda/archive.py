@@ -13,17 +13,20 @@ import os
 import stat
 import time
 import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp
+from zlib_ng import zlib_ng
 
 from .fetch import file_sha256
 
-COMPRESSION_LEVEL = 6  # zlib's default, and zip(1)'s
+# zlib-ng deflates 2.5x faster than zlib at the same level (about 2% larger at 6); bundled with
+# its wheel, so its output does not depend on the system's zlib either.
+COMPRESSION_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -90,23 +93,27 @@ class Compressed:
     method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
     crc: int
     size: int
-    data: bytes
+    data: bytes | memoryview
     executable: bool
 
 
-def compress(source: Path) -> Compressed:
+def compress(source: Path, level: int = COMPRESSION_LEVEL) -> Compressed:
     raw = source.read_bytes()
-    deflater = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, -15)
+    deflater = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
     data = deflater.compress(raw) + deflater.flush()
     method = zipfile.ZIP_DEFLATED
     if len(data) >= len(raw):
         data, method = raw, zipfile.ZIP_STORED
     executable = bool(source.stat().st_mode & 0o111)
-    return Compressed(method, zlib.crc32(raw), len(raw), data, executable)
+    return Compressed(method, zlib_ng.crc32(raw), len(raw), data, executable)
 
 
 def write_zip(
-    entries: Iterable[Entry], destination: Path, *, cache: dict[Path, Compressed] | None = None
+    entries: Iterable[Entry],
+    destination: Path,
+    *,
+    cache: dict[Path, Compressed] | None = None,
+    level: int = COMPRESSION_LEVEL,
 ) -> WrittenZip:
     """Write ``entries`` (and their directories) to ``destination`` reproducibly.
 
@@ -120,17 +127,34 @@ def write_zip(
     cache = {} if cache is None else cache
     todo = sorted({e.source for e in by_name.values() if e.source not in cache})
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        cache.update(zip(todo, pool.map(compress, todo)))
+        cache.update(zip(todo, pool.map(partial(compress, level=level), todo)))
+    return write_compressed({name: cache[entry.source] for name, entry in by_name.items()}, destination)
+
+
+def compress_entries(entries: Iterable[Entry], level: int = COMPRESSION_LEVEL) -> dict[str, Compressed]:
+    """name -> deflated contents, on every core; a later entry with the same name wins."""
+    by_name = {entry.name: entry for entry in entries}
+    names = sorted(by_name)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(partial(compress, level=level), [by_name[n].source for n in names])))
+
+
+def write_compressed(contents: dict[str, Compressed], destination: Path) -> WrittenZip:
+    """Write already-deflated files (name -> contents), and their directories, in name order.
+
+    The bytes depend only on the names and contents, not on where the deflated
+    data came from, so a zip assembled from cached entries equals a fresh one.
+    """
     date_time = _date_time()
     unzipped = 0
-    names = sorted([*by_name, *directories(by_name)])
+    names = sorted([*contents, *directories(contents)])
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w") as archive:
         for name in names:
             if name.endswith("/"):
                 archive.writestr(_info(name, stat.S_IFDIR | 0o755, date_time), b"")
                 continue
-            content = cache[by_name[name].source]
+            content = contents[name]
             info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
             _write_compressed(archive, info, content)
             unzipped += content.size

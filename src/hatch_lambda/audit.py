@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,17 @@ class ElfInfo:
     needed: tuple[str, ...]  # DT_NEEDED
     relr: bool = False  # needs GLIBC_ABI_DT_RELR
 
+    def as_dict(self) -> dict:
+        return {"machine": self.machine, "glibc": self.glibc, "cxx": self.cxx, "needed": self.needed,
+                "relr": self.relr}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ElfInfo:
+        """The inverse of :meth:`as_dict` (after a JSON round trip)."""
+        glibc = tuple(data["glibc"]) if data["glibc"] is not None else None
+        cxx = {family: tuple(version) for family, version in data["cxx"].items()}
+        return cls(data["machine"], glibc, cxx, tuple(data["needed"]), bool(data["relr"]))
+
 
 @dataclass(frozen=True)
 class ElfObject:
@@ -69,6 +80,10 @@ class Finding:
     def as_dict(self) -> dict[str, str]:
         return {"package": self.package, "file": self.path, "found": self.found, "allowed": self.allowed,
                 "fix": self.fix}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Finding:
+        return cls(data["package"], data["file"], data["found"], data["allowed"], data["fix"])
 
 
 @dataclass
@@ -197,21 +212,32 @@ def check_object(path: str, package: str, info: ElfInfo, target: Target, names: 
     return out
 
 
+def elf_objects(root: Path) -> tuple[list[tuple[str, ElfInfo]], set[str]]:
+    """(relative path, what the audit needs to know) of every ELF object under ``root``, and every file name."""
+    files, names = _elf_files(root)
+    objects = [(path, info) for path, full in files if (info := elf_info(full)) is not None]
+    return objects, names
+
+
+def audit_objects(
+    objects: Iterable[tuple[str, str, ElfInfo]], target: Target, names: set[str]
+) -> AuditReport:
+    """Check each (path, distribution, ELF facts); ``names``: every file name the artifact holds
+    (a DT_NEEDED library may be one of them)."""
+    report = AuditReport()
+    for path, package, info in sorted(objects, key=lambda item: item[0]):
+        report.objects.append(ElfObject(path, info.machine, info.glibc))
+        report.findings += check_object(path, package, info, target, names)
+    return report
+
+
 def audit_root(root: Path, target: Target, owner: Mapping[str, str], names: set[str] = frozenset()) -> AuditReport:
     """Check every ELF object under ``root``; ``owner`` maps a relative path to its distribution.
 
     ``names``: more file names the artifact holds (a DT_NEEDED library may be one of them).
     """
-    report = AuditReport()
-    files, on_disk = _elf_files(root)
-    names = on_disk | set(names)
-    for path, full in files:
-        info = elf_info(full)
-        if info is None:
-            continue
-        report.objects.append(ElfObject(path, info.machine, info.glibc))
-        report.findings += check_object(path, owner.get(path, "?"), info, target, names)
-    return report
+    objects, on_disk = elf_objects(root)
+    return audit_objects(((path, owner.get(path, "?"), info) for path, info in objects), target, on_disk | set(names))
 
 
 def audit_message(report: AuditReport, target: Target, limit: int = 10) -> LambdaBuildError:
@@ -224,17 +250,23 @@ def audit_message(report: AuditReport, target: Target, limit: int = 10) -> Lambd
     )
 
 
+def enforce(report: AuditReport, target: Target, mode: str, warn: Callable[[str], None]) -> None:
+    """Raise (``"error"``), print (``"warn"``) or ignore (``"off"``) the report's findings."""
+    if mode == "off" or not report.findings:
+        return
+    error = audit_message(report, target)
+    if mode == "warn":
+        warn(f"warning: {error.problem}")
+    else:
+        raise error
+
+
 def audit_elf(tree: StagedTree, mode: str = "error", warn: Callable[[str], None] = print) -> AuditReport:
     """Every ELF object must load on the target; raise, warn or skip by ``mode``."""
     if mode == "off":
         return AuditReport()
     report = audit_root(tree.root, tree.target, owners(tree))
-    if report.findings:
-        error = audit_message(report, tree.target)
-        if mode == "warn":
-            warn(f"warning: {error.problem}")
-        else:
-            raise error
+    enforce(report, tree.target, mode, warn)
     return report
 
 

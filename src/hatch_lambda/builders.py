@@ -63,6 +63,8 @@ class _LambdaBuilder(BuilderInterface):
         os.makedirs(directory, exist_ok=True)
         # One "version" writes several zips; report each the way hatch reports a wheel.
         self._artifacts: list[str] = []
+        # `hatch build -c` (clean) or HATCH_LAMBDA_NO_CACHE=1: build everything afresh, reading no cache.
+        self._no_cache = bool(kwargs.get("clean")) or os.environ.get("HATCH_LAMBDA_NO_CACHE", "") not in ("", "0")
         for _ in super().build(**kwargs):
             yield from self._artifacts
 
@@ -102,6 +104,7 @@ class _LambdaBuilder(BuilderInterface):
                 files,
                 log=self.app.display_info,
                 warn=self.app.display_warning,
+                no_cache=getattr(self, "_no_cache", False),
             )
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)

@@ -1,4 +1,4 @@
-"""Command line: ``hatch-lambda requirements|build|inspect|verify`` (also ``python -m hatch_lambda``)."""
+"""Command line: ``hatch-lambda requirements|build|inspect|verify|cache`` (also ``python -m hatch_lambda``)."""
 
 from __future__ import annotations
 
@@ -58,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out a distribution and what only it pulls in")
     req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
     req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
-    from . import build_command, inspect_cmd, verify_cmd
+    from . import build_command, cache_cmd, inspect_cmd, verify_cmd
 
     build_command.add_parser(commands)
     inspect_cmd.add_parser(commands)
     verify_cmd.add_parser(commands)
+    cache_cmd.register(commands)
     return parser
 
 

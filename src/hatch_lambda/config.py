@@ -61,6 +61,7 @@ class LambdaConfig:
     exclude_is_default: bool = True  # False when the user wrote exclude-packages
     layout: str = "python"
     strip: bool = True
+    compression_level: int = 6  # deflate level (zlib-ng) of every zip entry
     strip_patterns: tuple[str, ...] = ()
     keep_patterns: tuple[str, ...] = ()
     functions: tuple[Function, ...] = ()
@@ -142,6 +143,12 @@ class _Reader:
             raise self.fail(key, "a positive number")
         return value
 
+    def level(self, key: str, default: int) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
+            raise self.fail(key, "a whole number from 1 to 9")
+        return value
+
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         value = self.raw(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -160,6 +167,7 @@ _KEYS = (
     "exclude-packages",
     "layout",
     "strip",
+    "compression-level",
     "strip-patterns",
     "keep-patterns",
     "functions",
@@ -235,6 +243,7 @@ def load_config(
         exclude_is_default="exclude-packages" not in own,
         layout=reader.string("layout", "python", LAYOUTS),
         strip=reader.boolean("strip", True),
+        compression_level=reader.level("compression-level", 6),
         strip_patterns=reader.strings("strip-patterns"),
         keep_patterns=reader.strings("keep-patterns"),
         functions=_functions(reader, project_name),

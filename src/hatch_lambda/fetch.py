@@ -19,21 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .cache import cache_dir  # noqa: F401  (defined in .cache, still importable here)
 from .download import DownloadFailed, RetryPolicy, download
 from .errors import LambdaBuildError
 from .lock import Distribution
 
 CHUNK = 1 << 20
 STALE_PART_SECONDS = 3600
-
-
-def cache_dir() -> Path:
-    """``$HATCH_LAMBDA_CACHE_DIR``, else ``$XDG_CACHE_HOME/hatch-lambda``, else ``~/.cache/hatch-lambda``."""
-    explicit = os.environ.get("HATCH_LAMBDA_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hatch-lambda"
 
 
 def _netrc_header(url: str) -> dict[str, str]:

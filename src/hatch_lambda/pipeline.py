@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import Entry, WrittenZip, tree_entries, write_zip
-from .audit import SizeCheck, audit_elf, check_sizes, sizes_by_distribution
+from .audit import AuditReport, SizeCheck, audit_root, check_sizes, enforce, owners, sizes_by_distribution
+from .cache import cache_dir
+from .cached_build import Zips, cached_zips
 from .config import FAT, LAYER, LambdaConfig
 from .contents import contents, staged_sizes
-from .fetch import cache_dir
 from .install import StagedTree, stage
 from .lock import Resolution, resolve
+from .packs import eligible
 from .prune import PruneReport, prune
 from .smoke import smoke_check
 from .scratch import Scratch
@@ -53,6 +55,7 @@ def build(
     *,
     log: Log = print,
     warn: Log = print,
+    no_cache: bool = False,
 ) -> BuildOutput:
     target = config.target
     resolution = resolve(
@@ -70,22 +73,22 @@ def build(
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     try:
-        tree = install_tree(config, resolution, scratch / "site-packages", log)
-        for dist in tree.distributions:
-            if dist.how != "wheel":
-                log(f"  {dist.name} {dist.version}: {dist.how}")
-        sizes = staged_sizes(tree)
-        pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+        if not no_cache and eligible(config, resolution):
+            # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
+            zips = cached_zips(config, resolution, function_files, scratch, cache_dir(), log)
+        else:
+            zips = _staged_zips(config, resolution, function_files, scratch, log)
+        pruned = zips.pruned
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
             log(f"  stripped {pruned.files} files, {pruned.bytes / 1024:.0f} KiB ({rules})")
-        audited = audit_elf(tree, config.audit, warn)
-        written, checks = _write_zips(config, tree, function_files, scratch)
+        enforce(zips.audit, target, config.audit, warn)
+        written, checks = zips.written, zips.checks
         check_sizes(
             checks,
             max_zipped_mb=config.max_zipped_mb,
             max_unzipped_mb=config.max_unzipped_mb,
-            largest=sizes_by_distribution(tree),
+            largest=zips.largest,
             mode=config.size_check,
             warn=warn,
         )
@@ -95,8 +98,9 @@ def build(
         claimed.lock_output()
         sections = read_manifest(out_dir)
         sections[config.kind] = _manifest(config, resolution, written, pruned)
-        sections[config.kind]["contents"] = contents(tree, pruned, sizes)
-        sections[config.kind]["audit"] = {"mode": config.audit, "findings": [f.as_dict() for f in audited.findings]}
+        sections[config.kind]["contents"] = zips.contents
+        findings = [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]
+        sections[config.kind]["audit"] = {"mode": config.audit, "findings": findings}
         write_manifest(manifest, sections)
         final = []
         for item in written:
@@ -124,17 +128,33 @@ def write_manifest(path: Path, sections: dict[str, dict]) -> None:
     path.write_text(json.dumps({"format": 1, "targets": sections}, indent=2, sort_keys=True) + "\n")
 
 
+def _staged_zips(
+    config: LambdaConfig, resolution: Resolution, function_files: dict[str, list[Entry]], scratch: Path, log: Log
+) -> Zips:
+    """The full build: every distribution staged into one tree, stripped, audited and deflated."""
+    tree = install_tree(config, resolution, scratch / "site-packages", log)
+    for dist in tree.distributions:
+        if dist.how != "wheel":
+            log(f"  {dist.name} {dist.version}: {dist.how}")
+    sizes = staged_sizes(tree)
+    pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
+    audit = AuditReport() if config.audit == "off" else audit_root(tree.root, tree.target, owners(tree))
+    written, checks = _write_zips(config, tree, function_files, scratch)
+    return Zips(written, checks, sizes_by_distribution(tree), pruned, audit, contents(tree, pruned, sizes))
+
+
 def _write_zips(
     config: LambdaConfig, tree: StagedTree, function_files: dict[str, list[Entry]], scratch: Path
 ) -> tuple[list[WrittenZip], list[SizeCheck]]:
     written: list[WrittenZip] = []
     checks: list[SizeCheck] = []
     if config.kind == LAYER:
-        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip")
+        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip",
+                          level=config.compression_level)
         written.append(layer)
         checks.append(SizeCheck("layer.zip", layer.zipped, layer.unzipped))
         for name, entries in sorted(function_files.items()):
-            code = write_zip(entries, scratch / f"{name}.zip")
+            code = write_zip(entries, scratch / f"{name}.zip", level=config.compression_level)
             written.append(code)
             # Lambda's unzipped limit covers the function and its layers together.
             checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
@@ -142,7 +162,8 @@ def _write_zips(
         dependencies = tree_entries(tree.root)
         deflated: dict = {}  # the dependencies are deflated once for every fat zip
         for name, entries in sorted(function_files.items()):
-            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated)
+            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated,
+                            level=config.compression_level)
             written.append(fat)
             checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return written, checks

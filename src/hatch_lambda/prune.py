@@ -4,6 +4,9 @@ Default rules: ``__pycache__`` directories, ``*.pyc``/``*.pyo``, test
 directories inside packages (``pkg/tests/``, ``pkg/sub/test/``), and
 ``.dist-info`` files other than ``METADATA``, ``entry_points.txt`` and licence
 files, so ``importlib.metadata.version()`` and entry points keep working.
+C/C++ headers and Cython sources (``*.h``, ``*.hpp``, ``*.pyx``, ``*.pxd``,
+``*.pxi``: only a compiler reads them), and identical extra copies of a shared
+library that nothing loads by name (see :mod:`.duplicates`).
 ``strip-patterns`` adds gitignore-style patterns to drop; ``keep-patterns``
 protects paths from every rule.
 """
@@ -17,6 +20,9 @@ from pathlib import Path
 
 import pathspec
 
+from .duplicates import duplicate_libraries
+
+HEADERS = (".h", ".hh", ".hpp", ".hxx", ".pyx", ".pxd", ".pxi")
 TEST_DIRS = frozenset({"tests", "test"})
 KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|(LICEN[CS]E|COPYING|NOTICE|AUTHORS)[^/]*|licenses/.*)$", re.I)
 
@@ -49,6 +55,8 @@ def default_rule(path: str) -> str | None:
     if parts[0].endswith(".dist-info"):
         inner = "/".join(parts[1:])
         return None if KEEP_DIST_INFO.match(inner) else "dist-info"
+    if parts[-1].endswith(HEADERS):
+        return "headers"
     # A test directory below a top-level package, never a top-level one.
     if any(part in TEST_DIRS for part in parts[1:-1]):
         return "tests"
@@ -74,6 +82,12 @@ def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: t
             full = Path(directory, name)
             report.add(rule, path, full.lstat().st_size)
             full.unlink()
+    if strip:
+        for path in duplicate_libraries(root):
+            if keep_spec is None or not keep_spec.match_file(path):
+                full = root / path
+                report.add("duplicate-libraries", path, full.stat().st_size)
+                full.unlink()
     remove_empty_dirs(root)
     report.removed.sort()
     return report
