@@ -43,6 +43,7 @@ pytestmark = pytest.mark.network  # build requirements and the first downloads c
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 WAIT = 300  # seconds a stage may take to show up, or a signalled build to exit
+ORPHAN_WAIT = 30  # seconds for the output of a build that has exited to end
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +86,15 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str
 def interrupt(process: subprocess.Popen, signum: int) -> str:
     process.send_signal(signum)
     try:
-        output, _ = process.communicate(timeout=WAIT)
+        process.wait(timeout=WAIT)
     except subprocess.TimeoutExpired:
         process.kill()
         pytest.fail("the interrupted build did not stop", pytrace=False)
+    try:
+        # Its output ends when the last process holding it ends: a worker that outlived the build would hold it.
+        output, _ = process.communicate(timeout=ORPHAN_WAIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interrupted build left a process running that holds its output", pytrace=False)
     assert process.returncode != 0, output
     if signum == signal.SIGINT:
         assert process.returncode == 130, output

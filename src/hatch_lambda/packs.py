@@ -15,11 +15,13 @@ discarded and built again.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -187,7 +189,8 @@ def packs_for(
         # Forked (no re-import of the caller's main module, as spawn would do), and all at once
         # now, before any thread of this build starts.
         context = multiprocessing.get_context("fork")
-        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context)
+        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
+                                        initializer=die_with_parent, initargs=(os.getpid(),))
         processes.submit(int).result()
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(dists, key=lambda d: -(d.file.size or 0))
@@ -227,6 +230,19 @@ def packs_for(
     finally:
         if processes is not None:
             processes.shutdown(cancel_futures=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make a forked worker end when its build ends, however it ends (Linux's PR_SET_PDEATHSIG).
+
+    A worker left running after its build was killed would hold the build's
+    stdout and stderr open, so whoever waits for the build's output would wait
+    for ever, and it would keep the cache entry it is filling locked.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the build died before the line above took effect
+        os._exit(1)
 
 
 def build_and_store(
