@@ -11,7 +11,9 @@ there) is compared before and after.
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from buildutil import (
     configure,
     copy_fixture,
     digests,
+    edit_pyproject,
     hatchling_build,
     local_project,
     make_wheel,
@@ -30,6 +33,7 @@ from buildutil import (
     session_cache,
     zip_files,
 )
+from conftest import uv_command
 from test_build_errors import rebuild_fails
 from wheelserver import WheelServer, loopback_env, point_lock_at
 
@@ -203,3 +207,75 @@ def test_wheel_with_a_huge_compression_ratio_is_refused(tmp_path, cache):
         f"({16 * 2**20} bytes from",
         "a zip bomb; refusing to install it",
     ])
+
+
+# --------------------------------------------------------------------------
+# the same wheels from an index: the build assembles the layer from cached per-distribution packs
+# (registry and URL wheels take that path; the path-source wheels above are staged in one tree)
+
+
+def _lying_wheel(wheels: Path) -> dict[str, Path]:
+    wheel = make_wheel(wheels, "liar", "1.0", {"liar/__init__.py": b"def handler(event, context):\n    return 1\n"})
+    rewrite_member(wheel, "liar/__init__.py", b"import os\n")
+    return {"liar": wheel}
+
+
+def _clashing_wheels(wheels: Path) -> dict[str, Path]:
+    return {
+        "alpha": make_wheel(wheels, "alpha", "1.0", {"alpha/__init__.py": b"", "shared/config.py": b"A = 1\n"}),
+        "beta": make_wheel(wheels, "beta", "2.0", {"beta/__init__.py": b"", "shared/config.py": b"A = 2\n"}),
+    }
+
+
+def _bomb_wheel(wheels: Path) -> dict[str, Path]:
+    return {"ratio": make_wheel(wheels, "ratio", "1.0", {"ratio/__init__.py": b""},
+                                raw_entries=[(_deflated("ratio/zeros.bin"), bytes(16 * 2**20))])}
+
+
+def _climbing_wheel(wheels: Path) -> dict[str, Path]:
+    return {"climber": make_wheel(wheels, "climber", "1.0", {"climber/__init__.py": b""},
+                                  raw_entries=[(zipfile.ZipInfo("climber/../../climbed.py"), b"x = 1\n")])}
+
+
+SERVED = {
+    "record-lies": (_lying_wheel, ["liar==1.0: liar-1.0-py3-none-any.whl does not match its RECORD"]),
+    "clash": (_clashing_wheels, ["alpha==1.0 (alpha-1.0-py3-none-any.whl) and beta==2.0 (beta-2.0-py3-none-any.whl) "
+                                 "both install 'shared/config.py' with different contents"]),
+    "zip-bomb": (_bomb_wheel, ["ratio==1.0: ratio-1.0-py3-none-any.whl holds 'ratio/zeros.bin', compressed",
+                               "a zip bomb"]),
+    "dot-dot": (_climbing_wheel, ["climber==1.0: climber-1.0-py3-none-any.whl holds a path outside its "
+                                  "install directory"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SERVED))
+def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, cache, case):
+    from hatch_lambda.config import LAYER as KIND, LambdaConfig
+    from hatch_lambda.lock import resolve
+    from hatch_lambda.packs import eligible
+    from hatch_lambda.target import Target
+
+    make, needles = SERVED[case]
+    project = tmp_path / "hostileapp"
+    wheels = make(project / "wheels")
+    with WheelServer() as server:
+        for path in wheels.values():
+            server.files[path.name] = path.read_bytes()
+        local_project(project, "hostileapp", {n: p.relative_to(project).as_posix() for n, p in wheels.items()},
+                      layer={"exclude-packages": sorted(wheels), "installer": "wheels"})
+        edit_pyproject(project, lambda data: data["tool"]["uv"].update(
+            sources={name: {"url": server.url(path.name)} for name, path in wheels.items()}))
+        locked = subprocess.run([*uv_command(), "lock"], cwd=project, capture_output=True, text=True, timeout=600,
+                                env={**os.environ, **loopback_env()})
+        assert locked.returncode == 0, locked.stderr
+        hatchling_build(project, LAYER, cache=cache, env=loopback_env())
+        configure(project, exclude_packages=None)
+        resolution = resolve(project, Target("3.11"))
+        assert {d.source_kind for d in resolution.distributions} == {"url"}
+        assert eligible(LambdaConfig(KIND, Target("3.11"), installer="wheels"), resolution)
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        before = outside(tmp_path, project)
+        rebuild_fails(project, cache, LAYER, needles=needles, env={**loopback_env(), "TMPDIR": str(temp)})
+        assert outside(tmp_path, project) == before, "the refused build wrote outside its output directory"
+    assert not list(tmp_path.rglob("climbed.py"))
