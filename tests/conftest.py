@@ -164,3 +164,11 @@ def docker_engine(tmp_path_factory):
         if engine is not None:
             engine.stop()
             eng.remove_tree(engine.data_root)  # the image's layers: ~150 MB a session
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """The download cache every build of this test session shares (see buildutil.session_cache)."""
+    from buildutil import session_cache
+
+    return session_cache(tmp_path_factory)

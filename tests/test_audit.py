@@ -429,7 +429,7 @@ def test_every_compiled_wheel_of_the_fixtures_passes(tmp_path_factory, tmp_path,
     python = "3.12" if fixture == "spectra-demo" else "3.11"
     target = Target(python, arch)
     resolution = resolve(ROOT / "fixtures" / fixture, target)
-    files, dists = {}, []
+    dists = []
     for dist in resolution.distributions:
         if dist.file is None or not dist.file.filename.endswith(".whl") or dist.file.filename.endswith("-any.whl"):
             continue

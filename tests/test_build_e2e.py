@@ -46,7 +46,6 @@ from buildutil import (
     plugin_wheelhouse,
     read_pyproject,
     run_python,
-    session_cache,
     sha256_file,
     top_level,
     zip_files,
@@ -59,10 +58,6 @@ on_x86_64 = pytest.mark.skipif(
     platform.machine() != "x86_64", reason="runs x86_64 Linux wheels on this machine's interpreter"
 )
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 # --------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from buildutil import (
     local_project,
     make_wheel,
     manifest,
-    session_cache,
     target_table,
 )
 from hatch_lambda.errors import LambdaBuildError
@@ -47,10 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 T_LAYER = "[tool.hatch.build.targets.lambda-layer]"
 T_FAT = "[tool.hatch.build.targets.lambda-fat]"
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

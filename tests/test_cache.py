@@ -28,7 +28,6 @@ from buildutil import (
     invoke,
     lambda_root,
     manifest,
-    session_cache,
     uv_command,
 )
 
@@ -46,8 +45,9 @@ REUSED_LAYER = "layer.zip: dependencies unchanged, reused from the cache"
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    return session_cache(tmp_path_factory)
+def session(cache):
+    """The session's download cache, which these tests copy into caches of their own."""
+    return cache
 
 
 def project_and_cache(session: Path, directory: Path, name: str = "native-app") -> tuple[Path, Path]:

@@ -14,17 +14,13 @@ import sys
 
 import pytest
 
-from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build, session_cache
+from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build
 from wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network
 
 PROJECTS = ("native-app", "markers-app")
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 def test_concurrent_builds_share_one_cache(tmp_path, cache):

@@ -27,7 +27,6 @@ from buildutil import (
     invoke,
     lambda_root,
     manifest,
-    session_cache,
     sha256_file,
     zip_files,
 )
@@ -92,10 +91,6 @@ def run_handlers(build, fixture: str, directory: Path) -> None:
         for name in from_layer:
             assert run.loaded[name].startswith(str(root.opt / "python")), (name, run.loaded.get(name))
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ from buildutil import (
     hatchling_build,
     manifest,
     plugin_wheelhouse,
-    session_cache,
     uv_command,
     zip_files,
 )
@@ -45,10 +44,6 @@ HOOK_TABLE = "[tool.hatch.build.targets.wheel.hooks.lambda]"
 WHEEL = "markers_app-0.1.0-py3-none-any.whl"
 SDIST = "markers_app-0.1.0.tar.gz"
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

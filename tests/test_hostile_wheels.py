@@ -30,7 +30,6 @@ from buildutil import (
     local_project,
     make_wheel,
     manifest,
-    session_cache,
     zip_files,
 )
 from conftest import uv_command
@@ -39,10 +38,6 @@ from wheelserver import WheelServer, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network  # the projects' build requirements come from the index
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 def outside(root: Path, project: Path) -> dict[str, str]:

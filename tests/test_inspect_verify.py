@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import FAT, LAYER, OUT, copy_fixture, hatchling_build, manifest, session_cache
+from buildutil import FAT, LAYER, OUT, copy_fixture, hatchling_build, manifest
 from conftest import run_cli
 from hatch_lambda.fetch import fetch_one
 from hatch_lambda.lock import resolve
@@ -24,10 +24,6 @@ from hatch_lambda.target import Target
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE_DISTS = {"pyyaml", "markupsafe", "orjson"}
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,6 @@ from buildutil import (
     local_project,
     make_wheel,
     manifest,
-    session_cache,
     sha256_file,
     zip_files,
 )
@@ -45,10 +44,6 @@ SIGNALS = {"SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 WAIT = 300  # seconds a stage may take to show up, or a signalled build to exit
 ORPHAN_WAIT = 30  # seconds for the output of a build that has exited to end
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 def artifacts(project: Path) -> dict[str, str]:

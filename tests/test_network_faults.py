@@ -18,7 +18,6 @@ from buildutil import (
     digests,
     hatchling_build,
     manifest,
-    session_cache,
 )
 from hatch_lambda.download import RetryPolicy, download
 from hatch_lambda.errors import LambdaBuildError
@@ -145,10 +144,6 @@ def test_stale_partial_downloads_are_swept(tmp_path, server):
     assert not old.exists()  # left by a killed build long ago
     assert fresh.exists()  # may be another build's download in progress
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.mark.network

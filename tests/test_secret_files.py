@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, session_cache, zip_files
+from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
 from hatch_lambda.archive import Entry
 from hatch_lambda.config import load_config
 from hatch_lambda.errors import LambdaBuildError
@@ -20,10 +20,6 @@ SECRETS = [
     "native_app/vendored/.git/config",
 ]
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.mark.network

@@ -7,15 +7,14 @@ Used by ``hatch-lambda inspect`` and ``hatch-lambda verify``. PATH is a zip
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LambdaBuildError
+from .manifest import read_manifest
 from .target import RUNTIMES, Target
 
-MANIFEST = "manifest.json"
 LAYER_KIND = "layer"
 FAT_KIND = "function-fat"
 FUNCTION_KIND = "function"
@@ -31,15 +30,6 @@ class Artifact:
     @property
     def is_zip(self) -> bool:
         return self.kind != TREE_KIND
-
-
-def _sections(directory: Path) -> dict[str, dict]:
-    try:
-        data = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    targets = data.get("targets") if isinstance(data, dict) else None
-    return targets if isinstance(targets, dict) else {}
 
 
 def _guess_kind(path: Path) -> str:
@@ -62,9 +52,9 @@ def _describe(path: Path, sections: dict[str, dict]) -> Artifact:
 def find_artifacts(path: Path) -> list[Artifact]:
     """The artifacts PATH stands for, with their manifest sections."""
     if path.is_file():
-        return [_describe(path, _sections(path.parent))]
+        return [_describe(path, read_manifest(path.parent))]
     if path.is_dir():
-        sections = _sections(path)
+        sections = read_manifest(path)
         if sections:
             out = []
             for section in sections.values():

@@ -20,7 +20,8 @@ from hatchling.builders.wheel import WheelBuilder
 from .archive import Entry
 from .config import FAT, LAYER, Function, LambdaConfig, load_config
 from .errors import LambdaBuildError
-from .pipeline import MANIFEST, build, read_manifest, write_manifest
+from .manifest import MANIFEST, read_manifest, write_manifest
+from .pipeline import build
 from .secret_files import filter_secrets
 
 

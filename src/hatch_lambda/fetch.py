@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .cache import cache_dir  # noqa: F401  (defined in .cache, still importable here)
 from .download import DownloadFailed, RetryPolicy, download
 from .errors import LambdaBuildError
 from .lock import Distribution

@@ -7,7 +7,6 @@ place, so a failed build leaves the previous artifacts untouched.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +20,13 @@ from .config import FAT, LAYER, LambdaConfig
 from .contents import contents, staged_sizes
 from .install import StagedTree, stage
 from .lock import Resolution, resolve
+from .manifest import MANIFEST, read_manifest, write_manifest
 from .packs import eligible
 from .prune import PruneReport, prune
 from .smoke import smoke_check
 from .scratch import Scratch
 
 Log = Callable[[str], None]
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -111,21 +110,6 @@ def build(
         return BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
     finally:
         claimed.release()
-
-
-def read_manifest(directory: Path) -> dict[str, dict]:
-    """The sections of ``directory/manifest.json``, one per target (``{}`` if none)."""
-    try:
-        data = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    targets = data.get("targets") if isinstance(data, dict) else None
-    return targets if isinstance(targets, dict) else {}
-
-
-def write_manifest(path: Path, sections: dict[str, dict]) -> None:
-    """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
-    path.write_text(json.dumps({"format": 1, "targets": sections}, indent=2, sort_keys=True) + "\n")
 
 
 def _staged_zips(

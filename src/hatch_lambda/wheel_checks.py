@@ -93,5 +93,5 @@ def check_no_overlap(wheels: Iterable[tuple[Distribution, Path, dict[str, str]]]
             raise LambdaBuildError(
                 f"{other.pin} ({other_path.name}) and {dist.pin} ({path.name}) both install {name!r} "
                 f"with different contents; one would overwrite the other",
-                f"leave one of them out with exclude-packages, or lock versions that do not clash",
+                "leave one of them out with exclude-packages, or lock versions that do not clash",
             )
