@@ -64,6 +64,9 @@ def start_build(project: Path, cache: Path, env: dict[str, str] | None = None) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C must reach the build as it does from a terminal, even when these tests run where
+        # SIGINT is ignored (a background job of a non-interactive shell), which children inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
