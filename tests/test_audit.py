@@ -17,10 +17,9 @@ from hatch_lambda.audit import (
     SizeCheck,
     audit_elf,
     check_sizes,
-    elf_info,
-    read_elf,
     sizes_by_distribution,
 )
+from hatch_lambda.elf import elf_info, read_elf
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch import fetch_one
 from hatch_lambda.install import StagedDistribution, StagedTree

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hatch_lambda.duplicates import duplicate_libraries, dynamic_names
+from hatch_lambda.duplicates import duplicate_libraries
+from hatch_lambda.elf import elf_info
 from hatch_lambda.prune import prune
 
 
@@ -28,7 +29,7 @@ def loaded_library(stem: str) -> Path:
 @pytest.fixture
 def libz() -> tuple[Path, str]:
     path = loaded_library("libz")
-    soname, _ = dynamic_names(path)
+    soname = elf_info(path).soname
     assert soname and soname.startswith("libz.so")
     return path, soname
 

@@ -18,33 +18,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
+from .elf import elf_info
 
 SHARED = re.compile(r"\.so(\.\d+)*$")
-
-
-def dynamic_names(path: Path) -> tuple[str | None, set[str]] | None:
-    """(SONAME, DT_NEEDED names) of an ELF file, or None if it is not one."""
-    with path.open("rb") as handle:
-        if handle.read(4) != b"\x7fELF":
-            return None
-        handle.seek(0)
-        try:
-            elf = ELFFile(handle)
-            soname, needed = None, set()
-            for section in elf.iter_sections():
-                if not isinstance(section, DynamicSection):
-                    continue
-                for tag in section.iter_tags():
-                    if tag.entry.d_tag == "DT_SONAME":
-                        soname = tag.soname
-                    elif tag.entry.d_tag == "DT_NEEDED":
-                        needed.add(tag.needed)
-        except ELFError:
-            return None
-    return soname, needed
 
 
 def _digest(path: Path) -> str:
@@ -75,14 +51,14 @@ def duplicate_libraries(root: Path) -> list[str]:
         return []
     needed: set[str] = set()
     for path in elves:
-        names = dynamic_names(path)
-        if names:
-            needed |= names[1]
+        info = elf_info(path)
+        if info is not None:
+            needed.update(info.needed)
     out = []
     mentioned = None
     for same in groups:
-        names = dynamic_names(same[0])
-        soname = names[0] if names else None
+        info = elf_info(same[0])
+        soname = info.soname if info is not None else None
         if soname is None or not any(p.name == soname for p in same):
             continue  # no copy is the one the loader looks for: leave them all
         extra = [p for p in same if p.name != soname and p.name not in needed]
