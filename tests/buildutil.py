@@ -285,7 +285,7 @@ def extract(path: Path, destination: Path) -> Path:
 
 def elf_machines(zip_path: Path, directory: Path) -> dict[str, str]:
     """Unzip into ``directory``; relative path -> ELF machine (``EM_X86_64``...) of each ELF file."""
-    from hatch_lambda.audit import read_elf
+    from hatch_lambda.elf import read_elf
 
     extract(zip_path, directory)
     found = {}
