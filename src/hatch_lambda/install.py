@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
-from installer.records import parse_record_file
 from installer.sources import WheelFile
 from packaging.utils import parse_wheel_filename
 
@@ -118,14 +117,7 @@ def unpack(wheel: Wheel, root: Path, target: Target, discard: Path) -> StagedDis
 
 def _installed_files(source: WheelFile, root: Path) -> Iterable[str]:
     """Paths the wheel put under ``root``, from its RECORD."""
-    data_dir = f"{source.data_dir}/"
-    for name, _, _ in parse_record_file(source.read_dist_info("RECORD").splitlines()):
-        if name.startswith(data_dir):
-            scheme, _, rest = name[len(data_dir):].partition("/")
-            if scheme not in ("purelib", "platlib"):
-                continue
-            name = rest
-        yield name
+    yield from installed_paths(source)
     yield f"{source.dist_info_dir}/INSTALLER"
 
 
