@@ -6,6 +6,18 @@ Used by the test-suite (see ``conftest.py``) and usable from a shell::
     DOCKER_HOST=unix://... python tests/engine.py image
     python tests/engine.py stop --workdir DIR
 
+For arm64 (``--arch arm64`` / ``arch="arm64"``) the same recipe is
+debootstrapped for arm64 and run through qemu's user-mode emulator, which
+binfmt_misc hands every aarch64 executable to (see
+:func:`ensure_arm64_emulation`)::
+
+    python tests/engine.py emulation              # qemu-user-static + binfmt entry
+    DOCKER_HOST=unix://... python tests/engine.py image --arch arm64
+
+The arm64 root filesystem can also be used without Docker: :func:`unpack_rootfs`
+extracts it into a directory and :func:`run_in_rootfs` runs a command in it
+with ``chroot``.
+
 Nothing here depends on pytest.  The engine is a ``dockerd`` started in the
 background with its own data-root, exec-root, pidfile and unix socket, without
 a bridge network and without touching iptables, so it never interferes with
@@ -28,16 +40,29 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import shutil
 import signal
+import stat
+import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_IMAGE = "hatch-lambda-test/python:3.11"
+DEFAULT_ARM64_IMAGE = "hatch-lambda-test/python-arm64:3.11"
+# Debian architecture names; the other spellings are accepted too.
+ARCHES = ("amd64", "arm64")
+ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64"}
+DEFAULT_IMAGES = {"amd64": DEFAULT_IMAGE, "arm64": DEFAULT_ARM64_IMAGE}
+# platform.machine() / uname -m of each arch
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+# what the image config says for each arch (as in the real arm64 Lambda image)
+IMAGE_PLATFORMS = {"amd64": ("amd64", ""), "arm64": ("arm64", "v8")}
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get(
     "HATCH_LAMBDA_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian"
@@ -90,6 +115,20 @@ TRIM = (
 # Bump when the shaping below changes in a way the inputs above do not show.
 RECIPE_REVISION = 1
 
+# binfmt_misc: the kernel hands executables whose first bytes match an entry to
+# that entry's interpreter (here qemu's user-mode emulator).
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_NAME = "qemu-aarch64"
+QEMU_PACKAGE = "qemu-user-static"
+QEMU_AARCH64 = "qemu-aarch64-static"
+# Where the package keeps the entry: a register line (systemd-binfmt format),
+# and the same in binfmt-support's key/value format.
+BINFMT_SOURCES = (
+    Path("/usr/lib/binfmt.d/qemu-aarch64.conf"),
+    Path("/usr/share/binfmts/qemu-aarch64"),
+)
+PROBE_MESSAGE = b"aarch64 probe ok\n"
+
 ENGINE_STATE = "engine.json"
 PIDFILE = "dockerd.pid"
 LOGFILE = "dockerd.log"
@@ -134,9 +173,20 @@ def ensure_host_tools(tools: tuple[str, ...] = ("dockerd", "debootstrap")) -> No
         )
     if _find_executable("apt-get") is None:
         raise EngineError(f"{', '.join(missing)} not found and apt-get is not available")
+    _apt_get_install(["docker.io", "debootstrap"])
+    still = [t for t in tools if _find_executable(t) is None]
+    if still:
+        raise EngineError(f"{', '.join(still)} still missing after apt-get install")
+
+
+def _apt_get_install(packages: list[str]) -> None:
+    """``apt-get update`` and ``apt-get install -y packages`` (root), services kept off.
+
+    ``packages`` may start with apt-get options (``--no-install-recommends``).
+    """
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # Keep the package's maintainer scripts from starting a system-wide dockerd:
-    # we start our own, and only ours.
+    # Keep the package's maintainer scripts from starting a system-wide dockerd
+    # (or any other service): we start our own, and only ours.
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
     if own_policy:
@@ -145,7 +195,7 @@ def ensure_host_tools(tools: tuple[str, ...] = ("dockerd", "debootstrap")) -> No
     try:
         for cmd in (
             ["apt-get", "update"],
-            ["apt-get", "install", "-y", "docker.io", "debootstrap"],
+            ["apt-get", "install", "-y", *packages],
         ):
             proc = subprocess.run(
                 cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -158,9 +208,6 @@ def ensure_host_tools(tools: tuple[str, ...] = ("dockerd", "debootstrap")) -> No
     finally:
         if own_policy:
             policy.unlink(missing_ok=True)
-    still = [t for t in tools if _find_executable(t) is None]
-    if still:
-        raise EngineError(f"{', '.join(still)} still missing after apt-get install")
 
 
 def _tail(text: str, lines: int = 40) -> str:
@@ -172,6 +219,298 @@ def _file_tail(path: Path, lines: int = 40) -> str:
         return _tail(path.read_text(errors="replace"), lines)
     except OSError as exc:
         return f"(cannot read {path}: {exc})"
+
+
+# --------------------------------------------------------------------------
+# arm64 emulation (qemu user mode + binfmt_misc)
+
+
+def normalize_arch(arch: str) -> str:
+    """``amd64`` or ``arm64`` for any usual spelling of the two (x86_64, aarch64)."""
+    arch = ARCH_ALIASES.get(arch, arch)
+    if arch not in ARCHES:
+        raise EngineError(f"unknown arch {arch!r}: use one of {', '.join(ARCHES)}")
+    return arch
+
+
+def host_arch() -> str:
+    """This machine's arch, ``amd64`` or ``arm64``."""
+    machine = platform.machine()
+    try:
+        return normalize_arch(machine)
+    except EngineError:
+        raise EngineError(f"unsupported host machine {machine!r}") from None
+
+
+@dataclass
+class BinfmtEntry:
+    """What :func:`ensure_arm64_emulation` found or set up."""
+
+    path: Path  # the entry under binfmt_misc (or None-like when native)
+    interpreter: str
+    flags: str
+    registered: bool = False  # registered by this call
+    installed: bool = False  # qemu-user-static installed by this call
+    native: bool = False  # the host is arm64 itself: nothing to emulate
+
+    def describe(self) -> str:
+        if self.native:
+            return "arm64 host: aarch64 binaries run natively"
+        how = "registered now" if self.registered else "already registered"
+        return f"{self.path} ({how}): interpreter {self.interpreter}, flags {self.flags or '-'}"
+
+
+def aarch64_probe_elf(message: bytes = PROBE_MESSAGE) -> bytes:
+    """A minimal static aarch64 Linux executable that writes ``message`` and exits 0.
+
+    Eight instructions (write(1, message, len); exit(0)) in one loadable
+    segment, so that emulation can be checked before any arm64 root filesystem
+    exists.
+    """
+    if not 0 < len(message) < 1 << 16:
+        raise ValueError("message must be 1..65535 bytes")
+    base = 0x400000
+    code_start = 64 + 56  # ELF header + one program header
+    adr_at, message_at = 4, 8 * 4  # adr is the 2nd instruction; message after the 8th
+    distance = message_at - adr_at
+    instructions = (
+        0xD2800020,  # mov x0, #1            fd: stdout
+        0x10000001 | (distance & 3) << 29 | (distance >> 2) << 5,  # adr x1, message
+        0xD2800002 | len(message) << 5,  # mov x2, #len(message)
+        0xD2800808,  # mov x8, #64           write
+        0xD4000001,  # svc #0
+        0xD2800000,  # mov x0, #0            status
+        0xD2800BA8,  # mov x8, #93           exit
+        0xD4000001,  # svc #0
+    )
+    code = struct.pack(f"<{len(instructions)}I", *instructions) + message
+    size = code_start + len(code)
+    ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)  # 64-bit, little-endian, SysV
+    header = ident + struct.pack(
+        "<HHIQQQIHHHHHH",
+        2,  # ET_EXEC
+        0xB7,  # EM_AARCH64
+        1,  # EV_CURRENT
+        base + code_start,  # entry point
+        64,  # program headers right after this header
+        0, 0,  # no section headers, no flags
+        64, 56, 1,  # header size, program header size and count
+        64, 0, 0,  # section header size (checked even when there are none), count, names
+    )
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
+    return header + segment + code
+
+
+def _binfmt_mounted() -> bool:
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[1] == str(BINFMT_DIR) and fields[2] == "binfmt_misc":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _kernel_has_binfmt_misc() -> bool:
+    try:
+        return any(line.split()[-1] == "binfmt_misc" for line in open("/proc/filesystems") if line.strip())
+    except OSError:
+        return False
+
+
+def _ensure_binfmt_mounted() -> None:
+    """Mount binfmt_misc at its usual place when it is not mounted yet."""
+    if _binfmt_mounted():
+        return
+    if os.geteuid() != 0:
+        raise EngineError(
+            f"binfmt_misc is not mounted at {BINFMT_DIR}, and mounting it needs root "
+            f"(mount -t binfmt_misc binfmt_misc {BINFMT_DIR})"
+        )
+    if not _kernel_has_binfmt_misc() and _find_executable("modprobe"):
+        subprocess.run(["modprobe", "binfmt_misc"], capture_output=True)
+    if not _kernel_has_binfmt_misc():
+        raise EngineError(
+            "this kernel has no binfmt_misc support (not in /proc/filesystems, and no module "
+            "could be loaded), so it cannot hand aarch64 executables to an emulator"
+        )
+    cmd = ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not _binfmt_mounted():
+        raise EngineError(
+            f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or 'not mounted after it'}"
+            " (inside a container /proc/sys is usually read-only: set up emulation on the host)"
+        )
+
+
+def _read_binfmt_entry(path: Path) -> dict[str, str]:
+    """An entry under binfmt_misc as a dict: ``enabled`` ("enabled"/"disabled"), interpreter, flags, ..."""
+    info: dict[str, str] = {}
+    lines = path.read_text().splitlines()
+    if lines:
+        info["enabled"] = lines[0].strip()
+    for line in lines[1:]:
+        key, _, value = line.partition(" ")
+        info[key.rstrip(":")] = value.strip()
+    return info
+
+
+def _packaged_binfmt_line() -> str | None:
+    """The register line for aarch64 that qemu-user-static ships, or None.
+
+    Read from the binfmt.d file (already a register line) or built from the
+    binfmt-support description.  ``F`` (fix-binary: the kernel opens the
+    interpreter once, now, so it also works inside chroots and containers that
+    do not have it) is added when missing.
+    """
+    line = None
+    conf, binfmts = BINFMT_SOURCES
+    if conf.is_file():
+        for candidate in conf.read_text().splitlines():
+            if candidate.startswith(f":{BINFMT_NAME}:"):
+                line = candidate.strip()
+                break
+    if line is None and binfmts.is_file():
+        keys: dict[str, str] = {}
+        for entry in binfmts.read_text().splitlines():
+            key, _, value = entry.strip().partition(" ")
+            keys[key] = value.strip()
+        if keys.get("magic") and keys.get("interpreter"):
+            flags = "P" if keys.get("preserve") == "yes" else ""
+            flags += "C" if keys.get("credentials") == "yes" else ""
+            flags += "F" if keys.get("fix_binary") == "yes" else ""
+            line = (
+                f":{BINFMT_NAME}:M:{keys.get('offset', '0')}:{keys['magic']}:{keys.get('mask', '')}"
+                f":{keys['interpreter']}:{flags}"
+            )
+    if line is None:
+        return None
+    fields = line.split(":")
+    # "", name, type, offset, magic, mask, interpreter, flags
+    if len(fields) != 8:
+        raise EngineError(f"unexpected binfmt register line for {BINFMT_NAME}: {line!r}")
+    if "F" not in fields[7]:
+        fields[7] += "F"
+    return ":".join(fields)
+
+
+def _register_binfmt(line: str) -> None:
+    interpreter = line.split(":")[6]
+    if not os.path.exists(interpreter):
+        raise EngineError(f"the emulator {interpreter} named by the {BINFMT_NAME} entry does not exist")
+    try:
+        fd = os.open(BINFMT_DIR / "register", os.O_WRONLY)
+        try:
+            os.write(fd, line.encode())  # one write: the kernel parses each write as one entry
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if (BINFMT_DIR / BINFMT_NAME).exists():
+            return  # registered meanwhile by someone else
+        raise EngineError(f"registering {BINFMT_NAME} in {BINFMT_DIR}/register failed: {exc}") from exc
+
+
+def _run_probe(directory: Path) -> None:
+    """Run the aarch64 probe in ``directory``, then (as root) inside a chroot of it."""
+    probe = directory / "probe"
+    probe.write_bytes(aarch64_probe_elf())
+    probe.chmod(0o755)
+    attempts = [("on this machine", [str(probe)])]
+    chroot = _find_executable("chroot")
+    if os.geteuid() == 0 and chroot:
+        # the chroot has no emulator in it: only a fix-binary entry works there
+        attempts.append(("inside a chroot without the emulator", [chroot, str(directory), "/probe"]))
+    for where, cmd in attempts:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=60)
+        except OSError as exc:
+            raise EngineError(
+                f"running an aarch64 executable {where} failed: {exc} "
+                "(the kernel did not hand it to an emulator)"
+            ) from exc
+        except subprocess.TimeoutExpired:
+            raise EngineError(f"an aarch64 executable {where} did not finish in 60s") from None
+        if proc.returncode != 0 or proc.stdout != PROBE_MESSAGE:
+            raise EngineError(
+                f"an aarch64 executable {where} exited {proc.returncode} with stdout {proc.stdout!r} "
+                f"(expected {PROBE_MESSAGE!r}); stderr: {proc.stderr.decode(errors='replace').strip()}"
+            )
+
+
+def check_arm64_emulation() -> None:
+    """Raise :class:`EngineError` unless aarch64 executables run here (and, as root, in chroots)."""
+    work = Path(tempfile.mkdtemp(prefix="aarch64-probe-"))
+    try:
+        _run_probe(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_arm64_emulation() -> BinfmtEntry:
+    """Make aarch64 executables run on this machine, in chroots and in containers.
+
+    Installs Debian's qemu-user-static when needed (apt-get, root), mounts
+    binfmt_misc when it is not, and registers the package's ``qemu-aarch64``
+    entry (with the fix-binary flag) when no entry of that name exists.  An
+    existing entry is used as it is, never replaced or removed.  Checks the
+    result by running a tiny aarch64 executable; raises :class:`EngineError`
+    saying why when emulation cannot be set up.
+    """
+    if not sys.platform.startswith("linux"):
+        raise EngineError(f"arm64 emulation needs Linux's binfmt_misc (this is {sys.platform})")
+    if host_arch() == "arm64":
+        check_arm64_emulation()
+        return BinfmtEntry(path=BINFMT_DIR, interpreter="", flags="", native=True)
+    _ensure_binfmt_mounted()
+    status = BINFMT_DIR / "status"
+    if status.exists() and status.read_text().strip() != "enabled":
+        raise EngineError(
+            f"binfmt_misc is disabled on this machine ({status} says "
+            f"{status.read_text().strip()!r}); enable it with: echo 1 > {status}"
+        )
+    entry = BINFMT_DIR / BINFMT_NAME
+    installed = registered = False
+    if not entry.exists():
+        if os.geteuid() != 0:
+            raise EngineError(
+                f"no {BINFMT_NAME} entry in {BINFMT_DIR}, and registering one needs root"
+            )
+        line = _packaged_binfmt_line()
+        if line is None or not os.path.exists(line.split(":")[6]):
+            if _find_executable("apt-get") is None:
+                raise EngineError(f"{QEMU_PACKAGE} is not installed and apt-get is not available")
+            # without recommends: binfmt-support or systemd would register every
+            # architecture qemu knows, system-wide
+            _apt_get_install(["--no-install-recommends", QEMU_PACKAGE])
+            installed = True
+            line = _packaged_binfmt_line()
+            if line is None:
+                raise EngineError(
+                    f"{QEMU_PACKAGE} is installed but ships no {BINFMT_NAME} entry in "
+                    + " or ".join(map(str, BINFMT_SOURCES))
+                )
+        _register_binfmt(line)
+        registered = True
+    info = _read_binfmt_entry(entry)
+    if info.get("enabled") != "enabled":
+        raise EngineError(f"{entry} is {info.get('enabled')!r}; enable it with: echo 1 > {entry}")
+    flags = info.get("flags", "")
+    if "F" not in flags:
+        raise EngineError(
+            f"{entry} was registered without the fix-binary flag F (flags {flags or '-'}), so "
+            f"aarch64 executables do not run in chroots or containers; remove it (echo -1 > {entry}) "
+            "and run this again to register it with F"
+        )
+    check_arm64_emulation()
+    return BinfmtEntry(
+        path=entry,
+        interpreter=info.get("interpreter", ""),
+        flags=flags,
+        registered=registered,
+        installed=installed,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -492,8 +831,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "hatch-lambda-tests"
 
 
-def recipe_key() -> str:
-    """Short hash of everything that decides the image's content."""
+def recipe_key(arch: str = "amd64") -> str:
+    """Short hash of everything that decides the image's content.
+
+    amd64's recipe does not name its arch (so its key stayed what it was
+    before arm64 existed); every other arch's does.
+    """
+    arch = normalize_arch(arch)
     recipe = {
         "revision": RECIPE_REVISION,
         "suite": DEBIAN_SUITE,
@@ -504,16 +848,20 @@ def recipe_key() -> str:
         "env": IMAGE_ENV,
         "trim": TRIM,
     }
+    if arch != "amd64":
+        recipe["arch"] = arch
+        recipe["platform"] = IMAGE_PLATFORMS[arch]
     blob = json.dumps(recipe, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def image_changes() -> list[str]:
+def image_changes(arch: str = "amd64") -> list[str]:
+    """``docker import --change`` instructions: environment, workdir, entrypoint, recipe label."""
     changes = [f"ENV {k}={v}" for k, v in IMAGE_ENV.items()]
     changes += [
         "WORKDIR /var/task",
         'ENTRYPOINT ["/lambda-entrypoint.sh"]',
-        f"LABEL {RECIPE_LABEL}={recipe_key()}",
+        f"LABEL {RECIPE_LABEL}={recipe_key(arch)}",
     ]
     return changes
 
@@ -603,11 +951,29 @@ def _pack_rootfs(root: Path, out: Path) -> None:
             raise EngineError(f"tar failed: {err.decode(errors='replace')}")
 
 
-def build_rootfs_tarball(cache_dir: Path | None = None, force: bool = False) -> Path:
-    """Return the cached root filesystem tarball, making it with debootstrap if needed."""
+def rootfs_tarball_path(cache_dir: Path | None = None, arch: str = "amd64") -> Path:
+    """Where the root filesystem tarball of ``arch`` is cached (it may not exist yet)."""
+    arch = normalize_arch(arch)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = f"lambda-python{PYTHON_VERSION}-{DEBIAN_SUITE}"
+    if arch != "amd64":
+        name += f"-{arch}"
+    return cache_dir / f"{name}-{recipe_key(arch)}.tar.gz"
+
+
+def build_rootfs_tarball(
+    cache_dir: Path | None = None, force: bool = False, arch: str = "amd64"
+) -> Path:
+    """Return the cached root filesystem tarball, making it with debootstrap if needed.
+
+    ``arch`` other than the host's is debootstrapped through emulation
+    (:func:`ensure_arm64_emulation`), which makes the first arm64 build several
+    times slower than amd64's.
+    """
+    arch = normalize_arch(arch)
+    out = rootfs_tarball_path(cache_dir, arch)
+    cache_dir = out.parent
     cache_dir.mkdir(parents=True, exist_ok=True)
-    out = cache_dir / f"lambda-python{PYTHON_VERSION}-{DEBIAN_SUITE}-{recipe_key()}.tar.gz"
     if out.exists() and not force:
         return out
     if os.geteuid() != 0:
@@ -615,12 +981,17 @@ def build_rootfs_tarball(cache_dir: Path | None = None, force: bool = False) -> 
             f"{out} is not cached yet and making it needs root (debootstrap)"
         )
     ensure_host_tools(("debootstrap",))
+    if arch != host_arch():
+        # debootstrap's second stage runs the target's dpkg and maintainer
+        # scripts in a chroot of it
+        ensure_arm64_emulation()
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir))
     try:
         root = work / "rootfs"
         log = work / "debootstrap.log"
         cmd = [
             _find_executable("debootstrap") or "debootstrap",
+            f"--arch={arch}",
             "--variant=minbase",
             f"--include={','.join(DEBIAN_PACKAGES)}",
             DEBIAN_SUITE,

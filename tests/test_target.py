@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from packaging.markers import default_environment
 from packaging.tags import Tag
@@ -54,9 +56,23 @@ def test_only_manylinux_platforms_of_the_right_machine(python, arch):
     for tag in target.tags:
         if tag.platform == "any":
             continue
-        assert tag.platform.startswith("manylinux"), tag
+        assert tag.platform.startswith("manylinux") or tag.platform == f"linux_{target.machine}", tag
         assert tag.platform.endswith("_" + target.machine), tag
     assert not any("musllinux" in t or "macosx" in t or "win" in t for t in tag_strings(target))
+
+
+@pytest.mark.parametrize("python, arch", ALL_TARGETS)
+def test_plain_linux_wheels_rank_below_every_manylinux_tag(python, arch):
+    """As uv and pip rank them for a manylinux platform (custom indexes such as PyTorch's publish only these)."""
+    target = Target(python, arch)
+    linux = f"linux_{target.machine}"
+    assert target.platforms[-1] == linux
+    cp = f"cp{python.replace('.', '')}"
+    priority = target.tag_priority
+    worst_manylinux = max(rank for tag, rank in priority.items() if tag.interpreter == cp and tag.abi == cp
+                          and tag.platform.startswith("manylinux"))
+    assert priority[Tag(cp, cp, linux)] == worst_manylinux + 1
+    assert Tag(cp, cp, "linux_x86_64" if arch == "arm64" else "linux_aarch64") not in priority
 
 
 @pytest.mark.parametrize(
@@ -89,7 +105,7 @@ def test_legacy_aliases_follow_their_equivalent_on_x86_64(python):
         ("manylinux1_x86_64", "manylinux_2_5_x86_64"),
     ):
         assert platforms.index(legacy) == platforms.index(equivalent) + 1
-    assert platforms[-1] == "manylinux1_x86_64"
+    assert platforms[-2:] == ["manylinux1_x86_64", "linux_x86_64"]
 
 
 @pytest.mark.parametrize("python", ["3.11", "3.12"])
@@ -145,8 +161,11 @@ def test_marker_environment_is_complete(python, arch):
     assert set(env) == set(default_environment())
     assert all(isinstance(value, str) for value in env.values())
     assert env["python_version"] == python
-    assert env["python_full_version"] == f"{python}.0"
-    assert env["implementation_version"] == f"{python}.0"
+    # The patch release Lambda runs (see hatch_lambda.runtimes).
+    from hatch_lambda.runtimes import RUNTIMES
+
+    assert env["python_full_version"] == RUNTIMES[python].patch
+    assert env["implementation_version"] == env["python_full_version"]
     assert env["implementation_name"] == "cpython"
     assert env["platform_python_implementation"] == "CPython"
     assert env["sys_platform"] == "linux"
@@ -211,3 +230,68 @@ def test_lowest_runtime_refuses_impossible_ranges():
     with pytest.raises(LambdaBuildError) as info:
         lowest_runtime("not a specifier")
     assert "invalid requires-python" in info.value.problem
+
+
+# --- the runtime table ---------------------------------------------------------
+
+
+def test_python_full_version_markers_are_judged_at_the_runtime_patch_release():
+    from hatch_lambda.markers import evaluate
+    from hatch_lambda.runtimes import RUNTIMES
+
+    for python, runtime in RUNTIMES.items():
+        environment = Target(python).marker_environment
+        assert environment["python_full_version"] == runtime.patch
+        assert runtime.patch.startswith(python + ".")
+        assert int(runtime.patch.rsplit(".", 1)[1]) >= 0
+    # 3.11.9 runs on Lambda: a package for "< 3.11.3" (a bug-fix boundary uv writes as it is) is not wanted,
+    # and "<= 3.11" (which only 3.11.0 satisfies) neither.
+    environment = Target("3.11").marker_environment
+    assert not evaluate("python_full_version < '3.11.3'", environment)
+    assert not evaluate("python_full_version <= '3.11'", environment)
+    assert evaluate("python_full_version >= '3.11.3'", environment)
+    assert evaluate("python_version <= '3.11'", environment)
+
+
+def test_every_runtime_has_one_line_with_its_facts():
+    from hatch_lambda.runtimes import RUNTIMES
+
+    assert list(RUNTIMES) == ["3.10", "3.11", "3.12", "3.13", "3.14"]
+    for python, runtime in RUNTIMES.items():
+        assert runtime.identifier == f"python{python}"
+        assert runtime.glibc == ((2, 26) if runtime.os_release == "Amazon Linux 2" else (2, 34))
+        assert runtime.deprecated < runtime.block_create <= runtime.block_update
+    source = Path(__file__).parent.parent / "src" / "hatch_lambda" / "runtimes.py"
+    lines = [line for line in source.read_text().splitlines() if line.strip().startswith('Runtime("')]
+    assert len(lines) == len(RUNTIMES)  # adding a runtime is one line
+
+
+def test_a_deprecated_runtime_warns_with_its_dates():
+    from datetime import date
+
+    from hatch_lambda.runtimes import RUNTIMES
+
+    runtime = RUNTIMES["3.10"]
+    assert runtime.deprecation_warning(date(2026, 10, 30)) is None
+    warning = runtime.deprecation_warning(date(2026, 12, 2))
+    assert "python3.10 is a deprecated Lambda runtime (since 2026-10-31" in warning
+    assert "creating functions will be blocked on 2027-02-01" in warning
+    assert "updating functions will be blocked on 2027-03-03" in warning
+    assert 'python = "3.14"' in warning
+    later = runtime.deprecation_warning(date(2027, 2, 15))
+    assert "creating functions was blocked on 2027-02-01" in later
+    assert RUNTIMES["3.13"].deprecation_warning(date(2026, 12, 2)) is None
+
+
+def test_requires_python_is_judged_at_the_runtime_patch_release():
+    from packaging.specifiers import SpecifierSet
+
+    from hatch_lambda.runtimes import RUNTIMES
+    from hatch_lambda.target import allowed_runtimes
+
+    patch = RUNTIMES["3.12"].patch
+    major, minor, micro = patch.split(".")
+    newer = f"{major}.{minor}.{int(micro) + 1}"
+    assert "3.12" in allowed_runtimes(SpecifierSet(f">={patch}"))
+    assert "3.12" not in allowed_runtimes(SpecifierSet(f">={newer}"))  # Lambda's 3.12 is older than that
+    assert allowed_runtimes(SpecifierSet(">=3.11,<3.13")) == ["3.11", "3.12"]

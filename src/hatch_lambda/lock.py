@@ -21,7 +21,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from .errors import LambdaBuildError
 from .lock_shape import check_shape
-from .markers import encode_extra, encode_group, evaluate
+from .markers import encode_extra, encode_group, encode_project, evaluate
 from .target import RUNTIMES, Target, allowed_runtimes
 
 SUPPORTED_LOCK_VERSIONS = (1,)
@@ -447,11 +447,16 @@ def _walk(
 ) -> list[dict]:
     """All entries reachable from ``root``; repeated until the active extras settle.
 
-    Conflict markers depend on which extras and groups are active anywhere in
-    the graph, which is only known after a walk; one more walk confirms it.
+    Conflict markers (``extra == 'extra-3-pkg-cpu'``) depend on which extras and
+    groups are active anywhere in the graph, as uv judges them: the root's
+    project, extras and groups, and each extra an edge that holds turns on
+    (``pkg[cpu]``). That is only known after a walk; one more walk confirms it.
+    An edge's own extras count as active when its marker is judged, so
+    ``pkg -> pkg-slim[x]`` marked ``extra == 'extra-8-pkg-slim-x' or ...`` holds.
     """
     root_name = canonicalize_name(root["name"])
-    active = {encode_extra(root_name, e) for e in extras} | {encode_group(root_name, g) for g in groups}
+    active = {encode_project(root_name)}
+    active |= {encode_extra(root_name, e) for e in extras} | {encode_group(root_name, g) for g in groups}
     while True:
         entries, activated = _walk_once(lock, root, target, extras, groups, exclude, frozenset(active))
         if activated <= active:
@@ -480,9 +485,11 @@ def _walk_once(lock, root, target, extras, groups, exclude, active):
     stack += [(root, _section(root, "dev-dependencies", g)) for g in groups]
     while stack:
         parent, edges = stack.pop()
+        scope = canonicalize_name(parent["name"])
         for edge in edges:
             name = canonicalize_name(edge["name"])
-            if name in exclude or not _follow(edge, environment, active, lock):
+            own = {encode_extra(name, e) for e in edge.get("extra", [])}
+            if name in exclude or not _follow(edge, environment, active | own, lock, scope):
                 continue
             child = _edge_target(lock, edge, parent["name"])
             order.setdefault(id(child), child)
@@ -504,9 +511,9 @@ def _edge_target(lock: Lock, edge: dict, parent: str) -> dict:
     )
 
 
-def _follow(edge: dict, environment: dict, active: frozenset, lock: Lock) -> bool:
+def _follow(edge: dict, environment: dict, active: set[str], lock: Lock, scope: str | None = None) -> bool:
     try:
-        return evaluate(edge.get("marker"), environment, active)
+        return evaluate(edge.get("marker"), environment, active, scope)
     except InvalidMarker as exc:
         raise LambdaBuildError(f"{lock.path}: invalid marker on {edge.get('name')}: {exc}", "run `uv lock`") from None
 

@@ -14,16 +14,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from .errors import LambdaBuildError
-
-#: Python version -> (Amazon Linux release, glibc (major, minor)).
-RUNTIMES: dict[str, tuple[str, tuple[int, int]]] = {
-    "3.10": ("Amazon Linux 2", (2, 26)),
-    "3.11": ("Amazon Linux 2", (2, 26)),
-    "3.12": ("Amazon Linux 2023", (2, 34)),
-    "3.13": ("Amazon Linux 2023", (2, 34)),
-    "3.14": ("Amazon Linux 2023", (2, 34)),
-}
-RETIRED = ("2.7", "3.6", "3.7", "3.8", "3.9")
+from .runtimes import RETIRED, RUNTIMES, Runtime
 
 #: User-facing arch name -> machine name as Python and ELF tools report it.
 ARCHES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
@@ -71,12 +62,16 @@ class Target:
         return ARCHES[self.arch]
 
     @property
+    def runtime_info(self) -> Runtime:
+        return RUNTIMES[self.python]
+
+    @property
     def os_release(self) -> str:
-        return RUNTIMES[self.python][0]
+        return self.runtime_info.os_release
 
     @property
     def glibc(self) -> tuple[int, int]:
-        return RUNTIMES[self.python][1]
+        return self.runtime_info.glibc
 
     @property
     def runtime(self) -> str:
@@ -94,8 +89,8 @@ class Target:
 
     @property
     def full_version(self) -> str:
-        """The version markers compare against; the first release of the series."""
-        return f"{self.python}.0"
+        """The version ``python_full_version`` markers compare against: the patch release Lambda runs."""
+        return self.runtime_info.patch
 
     @cached_property
     def marker_environment(self) -> dict[str, str]:
@@ -120,7 +115,8 @@ class Target:
 
     @cached_property
     def platforms(self) -> list[str]:
-        """manylinux platform tags from the runtime's glibc down, with legacy aliases."""
+        """manylinux platform tags from the runtime's glibc down, with legacy aliases, then
+        ``linux_<machine>``, ranked last as uv and pip rank it for a manylinux platform."""
         major, top = self.glibc
         out = []
         for minor in range(top, 4, -1):
@@ -129,6 +125,7 @@ class Target:
             # The legacy names were only ever defined for x86 (and 2014 for aarch64 too).
             if legacy and (self.machine == "x86_64" or legacy == "manylinux2014"):
                 out.append(f"{legacy}_{self.machine}")
+        out.append(f"linux_{self.machine}")
         return out
 
     @cached_property
@@ -159,8 +156,8 @@ class Target:
 
 
 def allowed_runtimes(spec: SpecifierSet) -> list[str]:
-    """The Lambda runtimes a ``requires-python`` specifier admits (any patch release counts)."""
-    return [p for p in RUNTIMES if any(spec.contains(f"{p}.{patch}", prereleases=True) for patch in (0, 99))]
+    """The Lambda runtimes a ``requires-python`` specifier admits, judged at the patch release each runs."""
+    return [p for p, runtime in RUNTIMES.items() if spec.contains(runtime.patch, prereleases=True)]
 
 
 def lowest_runtime(requires_python: str | None) -> str:
