@@ -172,3 +172,117 @@ def cache(tmp_path_factory):
     from buildutil import session_cache
 
     return session_cache(tmp_path_factory)
+
+
+# --------------------------------------------------------------------------
+# arm64: qemu user-mode emulation, the arm64 Lambda stand-in image, and an
+# unpacked arm64 root filesystem to chroot into (tests/engine.py)
+
+_NOTES = pytest.StashKey[list]()
+
+
+def note(config, text: str) -> None:
+    """A line for the "arm64 emulation" section at the end of the test run (e.g. a timing)."""
+    config.stash.setdefault(_NOTES, []).append(text)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    notes = config.stash.get(_NOTES, [])
+    if notes:
+        terminalreporter.section("arm64 emulation")
+        for text in notes:
+            terminalreporter.write_line(text)
+
+
+class DockerTestEngineArm64(DockerTestEngine):
+    """What the ``docker_engine_arm64`` fixture yields: the same engine, the arm64 image."""
+
+    platform = "linux/arm64"  # pass as platform= when running ``image``
+
+    def __repr__(self) -> str:
+        return f"DockerTestEngineArm64(base_url={self.base_url!r}, image={self.image!r})"
+
+
+@pytest.fixture(scope="session")
+def arm64_emulation():
+    """aarch64 executables run on this machine, in chroots and in containers (qemu + binfmt_misc).
+
+    Yields what ``engine.ensure_arm64_emulation()`` found or set up; the binfmt
+    entry stays registered after the session.
+    """
+    eng = _load_engine_module()
+    try:
+        return eng.ensure_arm64_emulation()
+    except Exception as exc:  # noqa: BLE001
+        docker_unavailable(f"cannot emulate arm64: {exc}")
+
+
+def _arm64_rootfs_tarball(config):
+    """The cached arm64 root filesystem tarball; its first build is timed and noted."""
+    import time
+
+    eng = _load_engine_module()
+    cached = eng.rootfs_tarball_path(arch="arm64").exists()
+    started = time.monotonic()
+    try:
+        tarball = eng.build_rootfs_tarball(arch="arm64")
+    except Exception as exc:  # noqa: BLE001
+        docker_unavailable(f"cannot make the arm64 root filesystem: {exc}")
+    if not cached:
+        note(
+            config,
+            f"arm64 root filesystem built (debootstrap under emulation) in {time.monotonic() - started:.0f}s: "
+            f"{tarball} ({tarball.stat().st_size / 1e6:.0f} MB), cached from now on",
+        )
+    return tarball
+
+
+@pytest.fixture(scope="session")
+def docker_engine_arm64(docker_engine, arm64_emulation, pytestconfig):
+    """``docker_engine``'s engine with the arm64 Lambda stand-in image.
+
+    ``.image`` is the arm64 tag (engine.DEFAULT_ARM64_IMAGE); run it with
+    ``platform=docker_engine_arm64.platform`` ("linux/arm64").
+    """
+    import time
+
+    eng = _load_engine_module()
+    _arm64_rootfs_tarball(pytestconfig)
+    client = docker_engine.client
+    started = time.monotonic()
+    try:
+        before = {i.id for i in client.images.list()}
+        image = eng.ensure_lambda_image(client, arch="arm64")
+        made = client.images.get(image).id not in before
+    except Exception as exc:  # noqa: BLE001
+        docker_unavailable(f"cannot make the arm64 Lambda stand-in image: {exc}")
+    if made:
+        note(pytestconfig, f"arm64 image {image} made in {time.monotonic() - started:.1f}s (import, platform rewrite, load)")
+    yield DockerTestEngineArm64(
+        base_url=docker_engine.base_url, image=image, client=client, engine=docker_engine.engine
+    )
+
+
+@pytest.fixture(scope="session")
+def arm64_rootfs(arm64_emulation, tmp_path_factory, pytestconfig):
+    """An unpacked arm64 root filesystem (the arm64 image's content) for ``engine.run_in_rootfs``.
+
+    Its python is ``/usr/bin/python3.11`` (also ``/var/lang/bin/python3.11``).
+    Shared by the session: bind directories into it, do not change it.
+    """
+    import time
+
+    eng = _load_engine_module()
+    _arm64_rootfs_tarball(pytestconfig)
+    root = tmp_path_factory.mktemp("arm64-rootfs") / "root"
+    started = time.monotonic()
+    try:
+        eng.unpack_rootfs(root, arch="arm64")
+    except Exception as exc:  # noqa: BLE001
+        eng.remove_tree(root)
+        docker_unavailable(f"cannot unpack the arm64 root filesystem: {exc}")
+    note(pytestconfig, f"arm64 root filesystem unpacked in {time.monotonic() - started:.1f}s")
+    try:
+        yield root
+    finally:
+        eng.remove_tree(root)

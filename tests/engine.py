@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import os
 import platform
@@ -51,7 +52,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 DEFAULT_IMAGE = "hatch-lambda-test/python:3.11"
 DEFAULT_ARM64_IMAGE = "hatch-lambda-test/python-arm64:3.11"
@@ -1015,28 +1016,17 @@ def build_rootfs_tarball(
     return out
 
 
-def ensure_lambda_image(client, tag: str = DEFAULT_IMAGE, cache_dir: Path | None = None) -> str:
-    """Make sure ``tag`` names the local Lambda stand-in image; return ``tag``.
-
-    An image with that tag made from the current recipe is kept as it is.
-    Otherwise it is imported from the cached root filesystem tarball, which is
-    made first (debootstrap, root only) when the cache does not have it.
-    """
-    import docker
-
-    key = recipe_key()
-    try:
-        image = client.images.get(tag)
-        if (image.labels or {}).get(RECIPE_LABEL) == key:
-            return tag
-    except docker.errors.ImageNotFound:
-        pass
-    tarball = build_rootfs_tarball(cache_dir)
+def _split_tag(tag: str) -> tuple[str, str]:
     repository, _, version = tag.rpartition(":")
     if not repository or "/" in version:
         repository, version = tag, "latest"
+    return repository, version
+
+
+def _import_rootfs(client, tarball: Path, tag: str, arch: str) -> None:
+    repository, version = _split_tag(tag)
     result = client.api.import_image(
-        src=str(tarball), repository=repository, tag=version, changes=image_changes()
+        src=str(tarball), repository=repository, tag=version, changes=image_changes(arch)
     )
     for line in str(result).splitlines():
         try:
@@ -1045,10 +1035,340 @@ def ensure_lambda_image(client, tag: str = DEFAULT_IMAGE, cache_dir: Path | None
             continue
         if isinstance(message, dict) and message.get("error"):
             raise EngineError(f"docker import of {tarball} failed: {message['error']}")
+
+
+def _image_platform(image) -> tuple[str, str]:
+    return image.attrs.get("Architecture") or "", image.attrs.get("Variant") or ""
+
+
+def _tar_add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+def rewrite_saved_image_platform(
+    saved: Path, out: Path, tag: str, architecture: str, variant: str = ""
+) -> str:
+    """Copy the ``docker save`` archive ``saved`` of one image to ``out`` with another platform.
+
+    The image config's ``architecture`` / ``variant`` are set; the config blob
+    is stored under its new sha256, which ``manifest.json`` (whose RepoTags
+    become ``[tag]``) and ``repositories`` are rewritten to.  Layers are copied
+    as they are.  Returns the new image id (``sha256:...``).
+    """
+    with tarfile.open(saved) as src:
+        members = {m.name.removeprefix("./"): m for m in src.getmembers()}
+
+        def read(name: str) -> bytes:
+            member = members.get(name)
+            handle = src.extractfile(member) if member is not None else None
+            if handle is None:
+                raise EngineError(f"{saved} has no file {name} (not a docker save archive?)")
+            return handle.read()
+
+        manifest = json.loads(read("manifest.json"))
+        if not isinstance(manifest, list) or len(manifest) != 1:
+            raise EngineError(f"{saved} holds {len(manifest)} images; expected one")
+        old_name = manifest[0]["Config"]
+        old_id = old_name.removesuffix(".json")
+        config = json.loads(read(old_name))
+        config["architecture"] = architecture
+        if variant:
+            config["variant"] = variant
+        else:
+            config.pop("variant", None)
+        blob = json.dumps(config, separators=(",", ":")).encode()
+        new_id = hashlib.sha256(blob).hexdigest()
+        manifest[0]["Config"] = f"{new_id}.json"
+        manifest[0]["RepoTags"] = [tag]
+        # repositories: {repository: {tag: id}}, the id being the top layer's
+        # (legacy) id; an entry naming the old config becomes the new one.
+        repository, version = _split_tag(tag)
+        top = manifest[0]["Layers"][-1].split("/")[0] if manifest[0].get("Layers") else old_id
+        if "repositories" in members:
+            for tags in json.loads(read("repositories")).values():
+                for value in tags.values():
+                    top = new_id if value == old_id else value
+                    break
+                break
+        repositories = {repository: {version: top}}
+        skip = {old_name, "manifest.json", "repositories"}
+        with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+            for name, member in members.items():
+                if name in skip:
+                    continue
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+            _tar_add_bytes(dst, f"{new_id}.json", blob)
+            _tar_add_bytes(dst, "manifest.json", json.dumps(manifest).encode())
+            _tar_add_bytes(dst, "repositories", json.dumps(repositories).encode())
+    return f"sha256:{new_id}"
+
+
+def _set_image_platform(client, tag: str, architecture: str, variant: str) -> None:
+    """Replace image ``tag`` by a copy whose config names another platform.
+
+    ``docker import`` records the engine's own architecture whatever it is
+    told (Docker 20.10), and ``docker run --platform`` then refuses the image;
+    saving it, rewriting its config and loading it back fixes that.  The
+    imported original is removed afterwards.
+    """
+    original = client.images.get(tag)
+    with tempfile.TemporaryDirectory(prefix="image-platform-") as scratch:
+        saved, rewritten = Path(scratch) / "saved.tar", Path(scratch) / "rewritten.tar"
+        with open(saved, "wb") as f:
+            for chunk in original.save(named=True):
+                f.write(chunk)
+        image_id = rewrite_saved_image_platform(saved, rewritten, tag, architecture, variant)
+        saved.unlink()
+        with open(rewritten, "rb") as f:
+            client.images.load(f)
+    loaded = client.images.get(tag)
+    if loaded.id != image_id:
+        raise EngineError(f"docker load of the rewritten {tag} gave {loaded.id}, expected {image_id}")
+    if loaded.id != original.id:
+        _remove_image_quietly(client, original.id)
+
+
+def _remove_image_quietly(client, image_id: str) -> None:
+    """Remove an image that no tag needs any more; keep it when something still uses it."""
+    import docker
+
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError:
+        pass  # still used by a container or tagged elsewhere: not ours to force
+
+
+def ensure_lambda_image(
+    client, tag: str | None = None, cache_dir: Path | None = None, arch: str = "amd64"
+) -> str:
+    """Make sure ``tag`` names the local Lambda stand-in image for ``arch``; return ``tag``.
+
+    ``tag`` defaults to :data:`DEFAULT_IMAGE` for amd64 and
+    :data:`DEFAULT_ARM64_IMAGE` for arm64.  An image with that tag made from
+    the current recipe, whose config names ``arch``, is kept as it is.
+    Otherwise it is imported from the cached root filesystem tarball, which is
+    made first (debootstrap, root only; emulated for arm64) when the cache does
+    not have it.  An arm64 image has ``architecture: arm64, variant: v8`` in
+    its config, so ``platform="linux/arm64"`` finds it.
+    """
+    import docker
+
+    arch = normalize_arch(arch)
+    tag = tag or DEFAULT_IMAGES[arch]
+    key = recipe_key(arch)
+    wanted = IMAGE_PLATFORMS[arch]
+    previous = None
+    try:
+        image = client.images.get(tag)
+        if (image.labels or {}).get(RECIPE_LABEL) == key and _image_platform(image)[0] == wanted[0]:
+            return tag
+        previous = image.id
+    except docker.errors.ImageNotFound:
+        pass
+    tarball = build_rootfs_tarball(cache_dir, arch=arch)
+    _import_rootfs(client, tarball, tag, arch)
+    if _image_platform(client.images.get(tag)) != wanted:
+        _set_image_platform(client, tag, *wanted)
     image = client.images.get(tag)
     if (image.labels or {}).get(RECIPE_LABEL) != key:
         raise EngineError(f"imported {tag} but it lacks label {RECIPE_LABEL}={key}")
+    if _image_platform(image)[0] != wanted[0]:
+        raise EngineError(
+            f"{tag} says architecture {_image_platform(image)[0]!r}, expected {wanted[0]!r}"
+        )
+    if previous is not None and previous != image.id:
+        _remove_image_quietly(client, previous)
     return tag
+
+
+# --------------------------------------------------------------------------
+# running commands in an unpacked root filesystem (chroot, no Docker)
+
+# The environment of a command run by run_in_rootfs, before its own ``env``.
+ROOTFS_ENV = {"PATH": IMAGE_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
+# Character devices made in the command's /dev (a tmpfs): name, major, minor.
+DEV_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+)
+
+
+def unpack_rootfs(dest: Path, arch: str = "amd64", cache_dir: Path | None = None) -> Path:
+    """Extract the cached root filesystem tarball of ``arch`` into ``dest``; return it.
+
+    ``dest`` is created and must be empty when it exists.  The tarball is made
+    first when the cache does not have it (:func:`build_rootfs_tarball`).
+    Owners and modes are kept, which needs root, as :func:`run_in_rootfs` does.
+    Delete the tree with :func:`remove_tree`.
+    """
+    dest = Path(dest).resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise EngineError(f"{dest} exists and is not an empty directory")
+    if os.geteuid() != 0:
+        raise EngineError("unpacking a root filesystem with its owners, and chroot into it, need root")
+    tarball = build_rootfs_tarball(cache_dir, arch=arch)
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "tar",
+        "--extract",
+        "--gzip",
+        f"--file={tarball}",
+        f"--directory={dest}",
+        "--numeric-owner",
+        "--preserve-permissions",
+    ]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"unpacking {tarball} into {dest} failed ({proc.returncode}):\n" + _tail(proc.stderr))
+    if not (dest / "usr/bin" / f"python{PYTHON_VERSION}").exists():
+        raise EngineError(f"{tarball} unpacked into {dest} has no /usr/bin/python{PYTHON_VERSION}")
+    return dest
+
+
+def _path_inside(root: Path, inner: str) -> Path:
+    """``inner`` (absolute, inside the root filesystem) as a path on this machine.
+
+    Refuses ``..`` and symlinks on the way: they would be followed here, where
+    an absolute link points outside ``root``.
+    """
+    pure = PurePosixPath(inner)
+    if not pure.is_absolute() or ".." in pure.parts or len(pure.parts) < 2:
+        raise EngineError(f"bind target {inner!r} must be an absolute path below / without '..'")
+    if pure.parts[1] in ("proc", "dev"):
+        raise EngineError(f"bind target {inner!r}: /proc and /dev are mounted by run_in_rootfs itself")
+    path = root
+    for part in pure.parts[1:]:
+        path = path / part
+        if path.is_symlink():
+            raise EngineError(
+                f"bind target {inner!r} goes through the symlink /{path.relative_to(root)} of the "
+                "root filesystem; name the real directory"
+            )
+    if path.exists() and not path.is_dir():
+        raise EngineError(f"bind target {inner!r} exists in the root filesystem and is not a directory")
+    return path
+
+
+def _mount(args: list[str], target: Path, mounted: list[Path]) -> None:
+    cmd = ["mount", *args, str(target)]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EngineError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    if not mounted or mounted[-1] != target:
+        mounted.append(target)
+
+
+def _unmount_all(mounted: list[Path]) -> None:
+    """Unmount ``mounted`` (last first); lazily when busy.  Raises when one stays mounted."""
+    for point in reversed(mounted):
+        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+    left = [str(p) for p in mounted if str(p) in _mounts_under(p)]
+    if left:
+        raise EngineError(f"still mounted after the command: {left}")
+
+
+def _populate_dev(dev: Path) -> None:
+    for name, major, minor in DEV_NODES:
+        os.mknod(dev / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(dev / name, 0o666)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, dev / name)
+    (dev / "shm").mkdir()
+    os.chmod(dev / "shm", 0o1777)
+
+
+def run_in_rootfs(
+    root: Path,
+    argv: list[str],
+    binds: dict | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str = "/",
+    timeout: float | None = 600.0,
+    check: bool = False,
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` in the root filesystem ``root`` (see :func:`unpack_rootfs`) with chroot.
+
+    ``binds`` maps directories on this machine to absolute paths inside the
+    root; each is bind-mounted read-only for the command (missing mount points
+    are made, and removed again).  /proc and a small /dev (null, zero, full,
+    random, urandom, on a tmpfs) are mounted as well.  Everything is unmounted
+    afterwards, also when the command fails or times out (then
+    :class:`subprocess.TimeoutExpired` is raised, as by :func:`subprocess.run`).
+
+    The command's environment is :data:`ROOTFS_ENV` updated with ``env``;
+    nothing of the caller's leaks in.  It starts in ``cwd`` (inside the root).
+    Output is captured as text.  ``check=True`` raises :class:`EngineError`
+    with the output's end on a non-zero exit.  Needs root; an arm64 root needs
+    :func:`ensure_arm64_emulation` first.  Calls on the same root must not
+    overlap (each mounts over the same /proc and /dev).
+    """
+    root = Path(root).resolve()
+    if os.geteuid() != 0:
+        raise EngineError("run_in_rootfs needs root (chroot, mount)")
+    if not (root / "usr/bin").is_dir() or not (root / "proc").is_dir() or not (root / "dev").is_dir():
+        raise EngineError(f"{root} does not look like an unpacked root filesystem")
+    chroot = _find_executable("chroot")
+    if chroot is None:
+        raise EngineError("chroot not found")
+    plan = []
+    for host, inner in (binds or {}).items():
+        host = Path(host).resolve()
+        if not host.is_dir():
+            raise EngineError(f"bind source {host} is not a directory")
+        plan.append((host, _path_inside(root, str(inner))))
+    cmd = [chroot, str(root)]
+    if cwd != "/":
+        cmd += ["/usr/bin/env", "-C", cwd]
+    cmd += [str(a) for a in argv]
+
+    mounted: list[Path] = []
+    made: list[Path] = []
+    try:
+        _mount(["-t", "proc", "-o", "nosuid,nodev,noexec", "proc"], root / "proc", mounted)
+        _mount(["-t", "tmpfs", "-o", "nosuid,mode=0755,size=16m", "tmpfs"], root / "dev", mounted)
+        _populate_dev(root / "dev")
+        for host, target in plan:
+            missing = [p for p in (target, *target.parents) if p != root and root in p.parents and not p.exists()]
+            target.mkdir(parents=True, exist_ok=True)
+            made += missing  # deepest first
+            _mount(["--bind", str(host)], target, mounted)
+            _mount(["-o", "remount,bind,ro"], target, mounted)
+        proc = subprocess.run(
+            cmd,
+            env={**ROOTFS_ENV, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
+    finally:
+        try:
+            _unmount_all(mounted)
+        finally:
+            for directory in made:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
+    if check and proc.returncode != 0:
+        raise EngineError(
+            f"{' '.join(map(str, argv))} in {root} exited {proc.returncode}:\n"
+            + _tail(proc.stdout + proc.stderr)
+        )
+    return proc
 
 
 # --------------------------------------------------------------------------
@@ -1064,8 +1384,19 @@ def _main(argv: list[str] | None = None) -> int:
     p_start.add_argument("--workdir", type=Path, required=True)
     p_start.add_argument("--timeout", type=float, default=60.0)
     p_image = sub.add_parser("image", help="make sure the image exists in $DOCKER_HOST's engine")
-    p_image.add_argument("--tag", default=DEFAULT_IMAGE)
+    p_image.add_argument(
+        "--tag", default=None,
+        help=f"default {DEFAULT_IMAGE} (amd64), {DEFAULT_ARM64_IMAGE} (arm64)",
+    )
+    p_image.add_argument(
+        "--arch", default="amd64", choices=[*ARCHES, *ARCH_ALIASES],
+        help="amd64 (default) or arm64 (emulated)",
+    )
     p_image.add_argument("--cache-dir", type=Path, default=None)
+    sub.add_parser(
+        "emulation",
+        help="make aarch64 executables run here (qemu-user-static, binfmt_misc entry)",
+    )
     p_stop = sub.add_parser("stop", help="stop the dockerd started with start --workdir")
     p_stop.add_argument("--workdir", type=Path, required=True)
     p_stop.add_argument("--timeout", type=float, default=30.0)
@@ -1089,13 +1420,22 @@ def _main(argv: list[str] | None = None) -> int:
                 return 2
             client = docker.from_env(timeout=300)
             t0 = time.monotonic()
-            tag = ensure_lambda_image(client, args.tag, args.cache_dir)
-            size = client.images.get(tag).attrs.get("Size", 0)
+            tag = ensure_lambda_image(client, args.tag, args.cache_dir, arch=args.arch)
+            image = client.images.get(tag)
+            size = image.attrs.get("Size", 0)
             print(tag)
             print(
-                f"# ready in {time.monotonic() - t0:.1f}s, {size / 1e6:.0f} MB",
+                f"# {image.attrs.get('Os')}/{image.attrs.get('Architecture')} ready in "
+                f"{time.monotonic() - t0:.1f}s, {size / 1e6:.0f} MB",
                 file=sys.stderr,
             )
+        elif args.command == "emulation":
+            t0 = time.monotonic()
+            entry = ensure_arm64_emulation()
+            print(entry.describe())
+            if entry.installed:
+                print(f"# installed {QEMU_PACKAGE}", file=sys.stderr)
+            print(f"# aarch64 executables run (checked in {time.monotonic() - t0:.1f}s)", file=sys.stderr)
         elif args.command == "stop":
             workdir = args.workdir.resolve()
             try:

@@ -876,11 +876,65 @@ def test_no_pyproject(tmp_path):
 
 
 def test_pyproject_without_a_name(tmp_path):
-    project = write_project(tmp_path / "app", lock(root()), pyproject="[tool.uv.workspace]\nmembers = []\n")
+    project = write_project(tmp_path / "app", lock(root()), pyproject='[project]\nversion = "1"\n')
     with pytest.raises(LambdaBuildError) as info:
         resolve(project, T311)
     assert "has no [project] name" in info.value.problem
-    assert "--package" in info.value.fix
+    assert "--package" in info.value.fix and "members: app" in info.value.fix
+
+
+VIRTUAL_WORKSPACE = lock(
+    package("api", "0.1.0", source='{ editable = "services/api" }', wheels=(), sdist=False, dependencies=edge("dep")),
+    package("dep", "1.0"),
+    package("worker", "0.1.0", source='{ editable = "services/worker" }', wheels=(), sdist=False),
+    header='[manifest]\nmembers = [\n    "api",\n    "worker",\n]',
+)
+
+
+def test_virtual_workspace_root_lists_the_members_and_how_to_choose(tmp_path):
+    project = write_project(tmp_path / "repo", VIRTUAL_WORKSPACE,
+                            pyproject='[tool.uv.workspace]\nmembers = ["services/*"]\n')
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, check_fresh=False)
+    assert str(project / "pyproject.toml") in info.value.problem
+    assert "virtual workspace root" in info.value.problem
+    assert "--package NAME" in info.value.fix and 'package = \"NAME\"' in info.value.fix
+    assert "members: api, worker" in info.value.fix
+    # Choosing one works.
+    assert resolve(project, T311, package="api", check_fresh=False).names() == ["dep"]
+
+
+@pytest.mark.parametrize("package_name", ["nonexistent", "dep"])
+def test_package_must_be_a_workspace_member(tmp_path, package_name):
+    """Like uv: a name the workspace does not have, or a dependency that is no member, is refused."""
+    project = write_project(tmp_path / "repo", VIRTUAL_WORKSPACE,
+                            pyproject='[tool.uv.workspace]\nmembers = ["services/*"]\n')
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, package=package_name, check_fresh=False)
+    assert f"{package_name!r} is not a member of the workspace of {project / 'uv.lock'}" in info.value.problem
+    assert "members: api, worker" in info.value.fix
+    assert "out of date" not in str(info.value)
+
+
+def test_package_of_a_single_project_lock(tmp_path):
+    project = write_project(tmp_path / "app", lock(root(edge("six")), package("six", "1.17.0")))
+    with pytest.raises(LambdaBuildError, match="'six' is not a member") as info:
+        resolve(project, T311, package="six", check_fresh=False)
+    assert "members: app" in info.value.fix
+
+
+def test_lock_limited_to_other_environments_is_refused(tmp_path):
+    text = lock(root(edge("six")), package("six", "1.17.0"),
+                header='supported-markers = [\n    "sys_platform == \'darwin\'",\n    "sys_platform == \'win32\'",\n]')
+    project = write_project(tmp_path / "app", text)
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, check_fresh=False)
+    assert "was resolved only for the environments \"sys_platform == 'darwin'\"" in info.value.problem
+    assert "[tool.uv] environments" in info.value.problem and "python 3.11 x86_64" in info.value.problem
+    assert "sys_platform == 'linux'" in info.value.fix
+    linux = text.replace("sys_platform == 'win32'", "sys_platform == 'linux'")
+    project = write_project(tmp_path / "ok", linux)
+    assert resolve(project, T311, check_fresh=False).names() == ["six"]
 
 
 def test_copied_fixture_resolves_like_the_original(tmp_path):

@@ -109,6 +109,23 @@ EDITS = [
         "idna",
         file="libs/shouty/pyproject.toml",
     ),
+    Edit("version-changed", "forked-app", (('version = "0.1.0"', 'version = "0.2.0"'),), True, "[project] version"),
+    Edit(
+        "path-dependency-own-source-removed",
+        "dynamic-app",
+        (("attrs = { url", "# attrs = { url"),),
+        True,
+        "attrs",
+        file="vendor/sdk/pyproject.toml",
+    ),
+    Edit(
+        "path-dependency-gains-a-dependency",
+        "dynamic-app",
+        (('dependencies = ["six>=1.16", "attrs"]', 'dependencies = ["six>=1.16", "attrs", "idna"]'),),
+        True,
+        "idna",
+        file="vendor/sdk/pyproject.toml",
+    ),
     # -- the same requirements, written differently --------------------------------
     Edit("unchanged", "forked-app", (), False),
     Edit(
@@ -145,6 +162,10 @@ EDITS = [
     ),
     Edit("extra-of-dependency-case", "extras-app", (('"requests[socks]>=2.31"', '"requests[SOCKS] >= 2.31"'),), False),
     Edit("member-unchanged-but-root-restyled", "workspace-app", (('"idna>=3.7"', '"IDNA >= 3.7"'),), False),
+    # The root's [tool.uv.sources] entry for six is not the path dependency's: it gets six from the index.
+    Edit("root-source-does-not-reach-a-path-dependency", "dynamic-app", (("# Only for", "# Only for"),), False),
+    Edit("dynamic-version-member-bumped", "dynamic-app", (('__version__ = "0.3.0"', '__version__ = "0.4.0"'),),
+         False, file="packages/dynmember/src/dynmember/__init__.py"),
     Edit(
         "sources-reordered",
         "sources-app",
@@ -380,3 +401,75 @@ def test_requires_python_of_a_path_dependency_is_not_the_lock_s(tmp_path):
     own.write_text(own.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.11,<3.13"'))
     with pytest.raises(LambdaBuildError, match="requires-python"):
         resolve(project, T311)
+
+
+# --- dynamic metadata, read through the build backend or trusted ------------------
+
+
+def test_dynamic_dependencies_of_a_member_are_trusted_without_its_source_tree(tmp_path):
+    project = copy_fixture("dynamic-app", tmp_path)
+    member = project / "packages" / "dynmember"
+    for child in list(member.iterdir()):
+        if child.name != "pyproject.toml":
+            __import__("shutil").rmtree(child) if child.is_dir() else child.unlink()
+    resolution = resolve(project, T312, cache=tmp_path / "cache")
+    assert "dynmember" in resolution.names()
+    (note,) = resolution.notes
+    assert note.startswith(f"dynmember: dependencies dynamic in {member / 'pyproject.toml'}; trusted uv.lock's")
+    assert "only pyproject.toml is in" in note
+    # Without a cache to keep the backend's answer in, the lock is trusted too, and the note says so.
+    assert "no cache" in resolve(project, T312).notes[0]
+
+
+@pytest.mark.network
+def test_dynamic_dependencies_of_a_member_are_read_through_its_build_backend(tmp_path):
+    project = copy_fixture("dynamic-app", tmp_path)
+    cache = tmp_path / "cache"
+    resolution = resolve(project, T312, cache=cache)
+    assert resolution.notes == (
+        f"dynmember: dependencies dynamic in {project / 'packages' / 'dynmember' / 'pyproject.toml'}; "
+        "read through its build backend (setuptools.build_meta)",
+    )
+    assert len(list((cache / "metadata").rglob("*.json"))) == 1
+    # requirements.txt is one of the member's cache-keys: changing it is seen, and named.
+    requirements = project / "packages" / "dynmember" / "requirements.txt"
+    requirements.write_text("idna>=3.7\nsix>=1.16\n")
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T312, cache=cache)
+    problem = info.value.problem
+    assert problem == (
+        f"{project / 'uv.lock'} is out of date with {project / 'packages' / 'dynmember' / 'pyproject.toml'}: "
+        "[project] dependencies (from its build backend): six from { url = \"https://files.pythonhosted.org/"
+        "packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/six-1.17.0-py2.py3-none-any.whl\" }"
+        " is declared but not in uv.lock"
+    )  # a member: the workspace root's source for six applies to it
+    run = subprocess.run([*uv_command(), "lock", "--locked"], cwd=project, capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "UV_PYTHON_DOWNLOADS": "never"})
+    assert run.returncode == 1 and "needs to be updated" in run.stderr  # uv agrees
+    # A backend that fails: the lock is trusted and the note gives the backend's last line.
+    (project / "packages" / "dynmember" / "pyproject.toml").write_text(
+        (project / "packages" / "dynmember" / "pyproject.toml").read_text().replace(
+            'version = { attr = "dynmember.__version__" }', 'version = { attr = "dynmember.no_such_name" }'))
+    resolution = resolve(project, T312, cache=cache)
+    assert "trusted uv.lock's (its build backend (setuptools.build_meta) could not give the metadata" in (
+        resolution.notes[0])
+
+
+def test_a_changed_specifier_names_the_package_once_with_both_sides(tmp_path):
+    edit = next(e for e in EDITS if e.id == "change-specifier")
+    project = edit.apply(tmp_path)
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311)
+    detail = info.value.problem.split(": ", 2)[2]
+    assert detail == "six: specifier '>=1.17' in pyproject.toml, '>=1.16' in uv.lock"
+    assert info.value.problem.count("six") == 1
+
+
+def test_a_removed_source_says_where_the_package_came_from(tmp_path):
+    edit = next(e for e in EDITS if e.id == "path-dependency-own-source-removed")
+    project = edit.apply(tmp_path)
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T312)
+    assert info.value.problem.endswith(
+        "[project] dependencies and optional-dependencies: attrs: uv.lock has it from a source that "
+        "[tool.uv.sources] no longer gives")

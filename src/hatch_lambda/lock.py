@@ -63,7 +63,8 @@ class Distribution:
 
     @property
     def pin(self) -> str:
-        return f"{self.name}=={self.version}"
+        """``name==version``; a local package whose version is dynamic (uv locks none) is just its name."""
+        return f"{self.name}=={self.version}" if self.version else self.name
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Resolution:
     extras: tuple[str, ...]
     groups: tuple[str, ...]
     distributions: tuple[Distribution, ...]  # sorted by name, root left out
+    notes: tuple[str, ...] = ()  # what the freshness check trusted or read, for the build output
 
     def names(self) -> list[str]:
         return [dist.name for dist in self.distributions]
@@ -283,6 +285,7 @@ def resolve(
     exclude: Iterable[str] = (),
     strict_exclude: bool = True,
     check_fresh: bool = True,
+    cache: Path | None = None,
 ) -> Resolution:
     """The distributions ``project_dir`` needs on ``target``, straight from uv.lock.
 
@@ -290,12 +293,14 @@ def resolve(
     they pulled in; a name the lock does not have is an error unless
     ``strict_exclude`` is false (as for lambda-fat's default boto3/botocore).
     ``package`` picks a workspace member other than the project in
-    ``project_dir``.
+    ``project_dir``. ``cache`` keeps the metadata of local projects whose
+    dependencies are dynamic, read through their build backends (without one
+    the lock is trusted for them).
     """
     project_dir = Path(project_dir)
     lock_path = find_lock(project_dir)
     lock = read_lock(lock_path, target)
-    root = canonicalize_name(package) if package else _project_name(project_dir, lock)
+    root = choose_root(project_dir, lock, package)
     extras = tuple(sorted({canonicalize_name(e) for e in extras}))
     groups = tuple(sorted({canonicalize_name(g) for g in groups}))
     exclude = {canonicalize_name(name) for name in exclude}
@@ -307,10 +312,12 @@ def resolve(
         )
 
     _check_requires_python(lock, target)
+    _check_environments(lock, target)
+    notes: tuple[str, ...] = ()
     if check_fresh:
         from .staleness import check_fresh as _check_fresh
 
-        _check_fresh(lock, project_dir if not package else None)
+        notes = _check_fresh(lock, project_dir if not package else None, cache=cache)
 
     root_entry = lock.entry(root, via="the project")
     _check_requested(lock, root_entry, extras, groups)
@@ -357,20 +364,71 @@ def resolve(
         extras=extras,
         groups=groups,
         distributions=tuple(distributions),
+        notes=notes,
     )
 
 
-def _project_name(project_dir: Path, lock: Lock) -> str:
+def workspace_members(lock: Lock) -> list[str]:
+    """The workspace's members, canonical and sorted: ``[manifest] members``, else the lock's one project."""
+    if lock.members:
+        return sorted(lock.members)
+    return sorted(
+        canonicalize_name(entry["name"])
+        for entries in lock.packages.values()
+        for entry in entries
+        if entry.get("source", {}).get("editable") == "." or entry.get("source", {}).get("virtual") == "."
+    )
+
+
+def _choose_member_fix(members: list[str]) -> str:
+    listed = ", ".join(members) or "none"
+    return (
+        f"choose a member: `--package NAME` (hatch-lambda requirements), `package = \"NAME\"` in the target's "
+        f"table or in a function's, or build from the member's own directory; members: {listed}"
+    )
+
+
+def choose_root(project_dir: Path, lock: Lock, package: str | None) -> str:
+    """The workspace member a build starts from: ``package``, else the project in ``project_dir``."""
+    members = workspace_members(lock)
+    if package:
+        name = canonicalize_name(package)
+        if members and name not in members:
+            raise LambdaBuildError(
+                f"{package!r} is not a member of the workspace of {lock.path}",
+                _choose_member_fix(members),
+            )
+        return name
     pyproject = project_dir / "pyproject.toml"
     if not pyproject.is_file():
         raise LambdaBuildError(f"no pyproject.toml in {project_dir}")
-    name = read_toml(pyproject).get("project", {}).get("name")
+    data = read_toml(pyproject)
+    name = data.get("project", {}).get("name") if isinstance(data.get("project"), dict) else None
     if not name:
-        raise LambdaBuildError(
-            f"{pyproject} has no [project] name",
-            "name the workspace member to build with --package",
-        )
+        what = ("has no [project] table: it is a virtual workspace root, not a package"
+                if "project" not in data else "has no [project] name")
+        raise LambdaBuildError(f"{pyproject} {what}", _choose_member_fix(members))
     return canonicalize_name(name)
+
+
+def _check_environments(lock: Lock, target: Target) -> None:
+    """``[tool.uv] environments`` limits the lock to some systems; the target must be one of them."""
+    supported = lock.data.get("supported-markers")
+    if not supported:
+        return
+    environment = target.marker_environment
+    try:
+        if any(evaluate(marker, environment) for marker in supported):
+            return
+    except InvalidMarker as exc:
+        raise LambdaBuildError(f"{lock.path}: invalid supported-markers entry: {exc}", "run `uv lock`") from None
+    raise LambdaBuildError(
+        f"{lock.path} was resolved only for the environments "
+        f"{', '.join(repr(m) for m in supported)} ([tool.uv] environments), "
+        f"and {target.describe()} is not one of them",
+        "add a marker that holds on Lambda, e.g. \"sys_platform == 'linux'\", to [tool.uv] environments "
+        "in pyproject.toml and run `uv lock`",
+    )
 
 
 def _check_requires_python(lock: Lock, target: Target) -> None:
@@ -518,26 +576,46 @@ def _follow(edge: dict, environment: dict, active: set[str], lock: Lock, scope: 
         raise LambdaBuildError(f"{lock.path}: invalid marker on {edge.get('name')}: {exc}", "run `uv lock`") from None
 
 
+def _platform_summary(tags: Iterable) -> str:
+    """The platforms a package's wheels are for, in a few words: ``manylinux_2_28_x86_64, macosx (3), win (2)``."""
+    linux, other = set(), {}
+    for tag in tags:
+        platform = str(tag.platform)
+        if platform.startswith(("manylinux", "linux", "musllinux")):
+            linux.add(platform)
+        else:
+            family = platform.split("_", 1)[0]
+            other.setdefault(family, set()).add(platform)
+    parts = sorted(linux)[:6] + (["…"] if len(linux) > 6 else [])
+    parts += [f"{family} ({len(found)})" if len(found) > 1 else next(iter(found)) for family, found in sorted(other.items())]
+    return ", ".join(parts) or "no platform"
+
+
 def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> LambdaBuildError:
+    allowed = [p for p in _allowed_by_lock(lock) if p != target.python]
     lines = []
     fixes = []
     for entry in entries:
-        platforms = sorted({str(tag.platform) for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)})
-        pythons = sorted({str(tag.interpreter) for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)})
+        tags = [tag for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)]
+        pythons = sorted({str(tag.interpreter) for tag in tags})
         name = f"{entry['name']} {entry.get('version', '')}".strip()
         lines.append(
             f"{name} has no wheel for {target.describe()} and no sdist; "
-            f"it ships wheels for {', '.join(platforms) or 'no platform'} ({', '.join(pythons) or '-'})"
+            f"its wheels are for {_platform_summary(tags)} ({', '.join(pythons[:8]) or '-'})"
         )
-        works = [
-            p
-            for p in RUNTIMES
-            if p != target.python and best_wheel(entry, Target(p, target.arch)) is not None
-        ]
+        works = [p for p in allowed if best_wheel(entry, Target(p, target.arch)) is not None]
         if works:
-            fixes.append(f"target python {' or '.join(works)} (which {entry['name']} supports)")
+            fixes.append(f"target python {' or '.join(works)} (which {entry['name']} has wheels for)")
         fixes.append(
             f"pin {entry['name']} to a release with a wheel for glibc {target.glibc[0]}.{target.glibc[1]} "
             f"or older ({target.platforms[0]}, manylinux2014_{target.machine}) and run `uv lock`"
         )
     return LambdaBuildError(f"{lock.path}: " + "; ".join(lines), "; or ".join(dict.fromkeys(fixes)))
+
+
+def _allowed_by_lock(lock: Lock) -> list[str]:
+    """The Lambda runtimes the lock's ``requires-python`` allows (every one when it has none or is invalid)."""
+    try:
+        return allowed_runtimes(SpecifierSet(lock.requires_python or ""))
+    except InvalidSpecifier:
+        return list(RUNTIMES)

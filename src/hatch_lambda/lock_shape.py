@@ -67,6 +67,8 @@ PACKAGE = Table(
 LOCK = Table(
     {
         "requires-python": str,
+        "supported-markers": ListOf(str),
+        "required-markers": ListOf(str),
         "manifest": Table({"members": ListOf(str)}),
         "conflicts": ListOf(ListOf(Table({"package": str, "extra": str, "group": str}))),
         "package": ListOf(PACKAGE),

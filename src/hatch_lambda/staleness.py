@@ -1,15 +1,26 @@
-"""Is uv.lock still the resolution of pyproject.toml?
+"""Is uv.lock still the resolution of pyproject.toml, as uv judges it?
 
-uv records each workspace member's declared requirements under
-``[package.metadata]``. They are compared with what ``pyproject.toml`` says
-now: names, extras and version specifiers exactly; markers by what they
+uv records each local package's declared requirements under
+``[package.metadata]``. They are compared with what its ``pyproject.toml``
+says now: names, extras and version specifiers exactly; markers by what they
 decide on every Lambda runtime (uv rewrites marker text, e.g.
 ``python_version`` into ``python_full_version``, so the text cannot be
-compared).
+compared); whether a ``[tool.uv.sources]`` entry gives the package its source.
+
+Only what is static is compared. A field listed in ``[project] dynamic`` is
+computed by the build backend: for ``dependencies`` and
+``optional-dependencies`` the backend is asked (:mod:`.source_metadata`) when
+the project's source tree is there, otherwise the lock is trusted; either way a
+note says which.
+
+Sources are each project's own, as uv applies them: a workspace member's
+``[tool.uv.sources]`` over the workspace root's; a path dependency that is not
+a member, its own only.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +29,30 @@ from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .errors import LambdaBuildError
 from .lock import LOCAL_KINDS, Lock, read_toml, source_kind
 from .markers import evaluate
+from .source_metadata import NotRead, read_metadata
 from .target import ARCHES, RUNTIMES, Target, allowed_runtimes
 
 _SOURCE_KEYS = ("editable", "directory", "path", "git", "url", "virtual", "workspace", "index")
 
 
-def check_fresh(lock: Lock, project_dir: Path | None) -> None:
-    """Raise when any workspace member's pyproject.toml disagrees with the lock."""
+def check_fresh(lock: Lock, project_dir: Path | None, *, cache: Path | None = None) -> tuple[str, ...]:
+    """Raise when any local package's pyproject.toml disagrees with the lock.
+
+    Returns notes for the build output: which dynamic fields were read through
+    the build backend and which were trusted from the lock. ``cache`` holds the
+    metadata read through build backends (none: never ask a backend).
+    """
     lock_dir = lock.path.parent
-    checked = set()
+    members = set(lock.members)
+    root_pyproject = (lock_dir / "pyproject.toml").resolve()
+    root_data = read_toml(root_pyproject) if root_pyproject.is_file() else {}
+    checked: list[Path] = []
+    notes: list[str] = []
     for entries in lock.packages.values():
         for entry in entries:
             kind, where = source_kind(entry)
@@ -39,15 +61,29 @@ def check_fresh(lock: Lock, project_dir: Path | None) -> None:
             pyproject = (lock_dir / where / "pyproject.toml").resolve()
             if pyproject in checked or not pyproject.is_file():
                 continue
-            checked.add(pyproject)
-            _compare(lock, entry, pyproject)
-    _compare_requires_python(lock, sorted(checked))
+            checked.append(pyproject)
+            data = read_toml(pyproject)
+            is_member = canonicalize_name(entry["name"]) in members if members else pyproject == root_pyproject
+            inherited = root_data if is_member and pyproject != root_pyproject else {}
+            notes += _Project(lock, entry, pyproject, data, _sources(inherited, data), cache).compare()
+    _compare_requires_python(lock, checked)
     if project_dir is not None:
         own = (Path(project_dir) / "pyproject.toml").resolve()
         if own not in checked and own.is_file():
             name = read_toml(own).get("project", {}).get("name")
             if name and canonicalize_name(name) not in lock.packages:
-                _stale(lock, own, f"{name} is not in the lock")
+                _stale(lock, own, "[project] name", f"{name!r} is not in the lock")
+    return tuple(notes)
+
+
+def _sources(inherited: dict, data: dict) -> dict[str, list[dict]]:
+    """``[tool.uv.sources]`` by canonical name: the workspace root's, then the project's own over them."""
+    sources: dict[str, list[dict]] = {}
+    for table in (inherited, data):
+        uv = table.get("tool", {}).get("uv", {}) if isinstance(table.get("tool"), dict) else {}
+        for name, source in (uv.get("sources", {}) if isinstance(uv, dict) else {}).items():
+            sources[canonicalize_name(name)] = source if isinstance(source, list) else [source]
+    return sources
 
 
 def _runtimes(requires_python: str | None, where: Path) -> list[str]:
@@ -85,58 +121,125 @@ def _compare_requires_python(lock: Lock, pyprojects: list[Path]) -> None:
         _stale(
             lock,
             culprit,
-            f"requires-python {declared[culprit]!r} allows python {', '.join(want) or 'none of the Lambda runtimes'}"
+            "[project] requires-python",
+            f"{declared[culprit]!r} allows python {', '.join(want) or 'none of the Lambda runtimes'}"
             f" but the lock's {lock.requires_python!r} allows {', '.join(have) or 'none'}",
         )
 
 
-def _stale(lock: Lock, pyproject: Path, detail: str) -> None:
+def _stale(lock: Lock, pyproject: Path, field: str, detail: str) -> None:
     raise LambdaBuildError(
-        f"{lock.path} is out of date with {pyproject}: {detail}",
+        f"{lock.path} is out of date with {pyproject}: {field}: {detail}",
         f"run `uv lock` in {lock.path.parent} and commit the result",
     )
 
 
-def _compare(lock: Lock, entry: dict, pyproject: Path) -> None:
-    data = read_toml(pyproject)
-    project = data.get("project", {})
-    metadata = entry["metadata"]
-    extras = sorted(canonicalize_name(e) for e in project.get("optional-dependencies", {}))
+@dataclass(frozen=True)
+class _Context:
+    where: Path
+    extras: list[str]
+    targets: list[Target]
+    sources: dict[str, list[dict]]  # [tool.uv.sources], by canonical name
 
-    declared = [(text, None) for text in project.get("dependencies", [])]
-    for extra, requirements in project.get("optional-dependencies", {}).items():
-        for text in requirements:
-            declared.append((_with_extra(text, extra, pyproject), canonicalize_name(extra)))
-    targets = _targets(lock.requires_python)
-    # Sources in the workspace root's pyproject.toml apply to every member too,
-    # unless the member names its own source for the package.
-    root = lock.path.parent / "pyproject.toml"
-    root_data = data if root.resolve() == pyproject or not root.is_file() else read_toml(root)
-    sources = {}
-    for d in (root_data, data):
-        for n, source in d.get("tool", {}).get("uv", {}).get("sources", {}).items():
-            sources[canonicalize_name(n)] = source if isinstance(source, list) else [source]
-    ours = _Context(pyproject, extras, targets, sources)
-    theirs = _Context(lock.path, extras, targets, sources)
-    want = _requirement_keys(declared, ours, from_lock=False)
-    have = _requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
-    if want != have:
-        _stale(lock, pyproject, _difference("dependencies", want, have))
 
-    if "provides-extras" in metadata:
-        locked_extras = sorted(canonicalize_name(e) for e in metadata["provides-extras"])
-        if locked_extras != extras:
-            _stale(lock, pyproject, f"optional-dependencies {extras} but the lock has {locked_extras}")
+class _Project:
+    """One local package's pyproject.toml against its entry in the lock."""
 
-    groups = _groups(data, pyproject)
-    locked_groups = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
-    if set(groups) != set(locked_groups):
-        _stale(lock, pyproject, f"dependency groups {sorted(groups)} but the lock has {sorted(locked_groups)}")
-    for group, requirements in groups.items():
-        want = _requirement_keys(requirements, ours, from_lock=False, group=group)
-        have = _requirement_keys(locked_groups[group], theirs, from_lock=True)
-        if want != have:
-            _stale(lock, pyproject, _difference(f"group {group!r}", want, have))
+    def __init__(self, lock: Lock, entry: dict, pyproject: Path, data: dict, sources: dict, cache: Path | None):
+        self.lock = lock
+        self.entry = entry
+        self.pyproject = pyproject
+        self.data = data
+        self.project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+        self.dynamic = {canonicalize_name(f) for f in self.project.get("dynamic", []) if isinstance(f, str)}
+        self.sources = sources
+        self.cache = cache
+        self.name = canonicalize_name(entry["name"])
+
+    def stale(self, field: str, detail: str) -> None:
+        _stale(self.lock, self.pyproject, field, detail)
+
+    def compare(self) -> list[str]:
+        notes = []
+        metadata = self.entry["metadata"]
+        self._compare_version()
+        targets = _targets(self.lock.requires_python)
+        dynamic = sorted(self.dynamic & {"dependencies", "optional-dependencies"})
+        if dynamic:
+            declared, extras, note = self._dynamic_requirements(dynamic)
+            notes.append(note)
+        else:
+            declared, extras = self._static_requirements()
+        if declared is not None:
+            ours = _Context(self.pyproject, extras, targets, self.sources)
+            theirs = _Context(self.lock.path, extras, targets, self.sources)
+            want = _requirement_keys(declared, ours, from_lock=False)
+            have = _requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
+            if want != have:
+                field = ("[project] dependencies and optional-dependencies" if not dynamic
+                         else f"[project] {' and '.join(dynamic)} (from its build backend)")
+                self.stale(field, _difference(want, have, self.sources))
+            if "provides-extras" in metadata:
+                locked_extras = sorted(canonicalize_name(e) for e in metadata["provides-extras"])
+                if locked_extras != extras:
+                    self.stale("[project.optional-dependencies]", _list_difference("extras", extras, locked_extras))
+        self._compare_groups(metadata, targets)
+        return notes
+
+    def _compare_version(self) -> None:
+        declared = self.project.get("version")
+        locked = self.entry.get("version")
+        if "version" in self.dynamic or not isinstance(declared, str) or locked is None:
+            return
+        try:
+            same = Version(declared) == Version(str(locked))
+        except InvalidVersion:
+            same = declared == str(locked)
+        if not same:
+            self.stale("[project] version", f"{self.name} is {declared!r}, uv.lock has {locked!r}")
+
+    def _static_requirements(self) -> tuple[list, list[str]]:
+        optional = self.project.get("optional-dependencies", {})
+        extras = sorted(canonicalize_name(e) for e in optional)
+        declared: list = [(text, None) for text in self.project.get("dependencies", [])]
+        for extra, requirements in optional.items():
+            for text in requirements:
+                declared.append((_with_extra(text, extra, self.pyproject), canonicalize_name(extra)))
+        return declared, extras
+
+    def _dynamic_requirements(self, dynamic: list[str]) -> tuple[list | None, list[str], str]:
+        """What the build backend declares, or None (the lock is trusted), and a note saying which."""
+        fields = " and ".join(dynamic)
+        result = NotRead("no cache to keep the backend's answer in") if self.cache is None else read_metadata(
+            self.pyproject.parent, self.data, self.cache)
+        if isinstance(result, NotRead):
+            return None, [], (f"{self.name}: {fields} dynamic in {self.pyproject}; trusted uv.lock's "
+                              f"({result.reason})")
+        extras = sorted(canonicalize_name(e) for e in result.provides_extra)
+        declared = [(text, _extra_of(text, self.pyproject)) for text in result.requires_dist]
+        return declared, extras, (f"{self.name}: {fields} dynamic in {self.pyproject}; read through its build "
+                                  f"backend ({result.backend})")
+
+    def _compare_groups(self, metadata: dict, targets: list[Target]) -> None:
+        groups = _groups(self.data, self.pyproject)
+        locked_groups = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
+        if set(groups) != set(locked_groups):
+            self.stale("[dependency-groups]", _list_difference("groups", sorted(groups), sorted(locked_groups)))
+        ours = _Context(self.pyproject, [], targets, self.sources)
+        theirs = _Context(self.lock.path, [], targets, self.sources)
+        for group, requirements in groups.items():
+            want = _requirement_keys(requirements, ours, from_lock=False, group=group)
+            have = _requirement_keys(locked_groups[group], theirs, from_lock=True)
+            if want != have:
+                self.stale(f"[dependency-groups] {group}", _difference(want, have, self.sources))
+
+
+def _list_difference(what: str, declared: list[str], locked: list[str]) -> str:
+    added = sorted(set(declared) - set(locked))
+    removed = sorted(set(locked) - set(declared))
+    parts = [f"{', '.join(added)} declared but not locked"] if added else []
+    parts += [f"{', '.join(removed)} locked but no longer declared"] if removed else []
+    return f"{what} " + "; ".join(parts)
 
 
 def _with_extra(text: str, extra: str, where: Path) -> str:
@@ -145,6 +248,24 @@ def _with_extra(text: str, extra: str, where: Path) -> str:
     marker = f"({requirement.marker}) and {condition}" if requirement.marker else condition
     requirement.marker = None
     return f"{requirement}; {marker}"
+
+
+def _extra_of(text: str, where: Path) -> str | None:
+    """The extra a metadata ``Requires-Dist`` line belongs to (its ``extra == "x"`` clause), if any."""
+    requirement = _parse(text, where)
+    if requirement.marker is None:
+        return None
+    stack = list(requirement.marker._markers)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, tuple):
+            lhs, op, rhs = item
+            for variable, value in ((lhs, rhs), (rhs, lhs)):
+                if type(variable).__name__ == "Variable" and variable.value == "extra" and op.value == "==":
+                    return canonicalize_name(value.value)
+    return None
 
 
 def _groups(data: dict, where: Path) -> dict[str, list[str]]:
@@ -184,7 +305,7 @@ def _targets(requires_python: str | None) -> list[Target]:
     return [Target(python, arch) for python in pythons or RUNTIMES for arch in ARCHES]
 
 
-def _marker_signature(marker: str | None, context: "_Context") -> tuple[bool, ...]:
+def _marker_signature(marker: str | None, context: _Context) -> tuple[bool, ...]:
     out = []
     try:
         for target in context.targets:
@@ -193,14 +314,6 @@ def _marker_signature(marker: str | None, context: "_Context") -> tuple[bool, ..
     except InvalidMarker as exc:
         raise LambdaBuildError(f"{context.where}: invalid marker {marker!r}: {exc}") from None
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class _Context:
-    where: Path
-    extras: list[str]
-    targets: list[Target]
-    sources: dict[str, list[dict]]  # [tool.uv.sources], by canonical name
 
 
 def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group: str | None = None) -> Counter:
@@ -243,7 +356,8 @@ def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group:
         sources = [
             source
             for source in context.sources.get(canonicalize_name(requirement.name), [])
-            if (not source.get("extra") or canonicalize_name(source["extra"]) == extra)
+            if isinstance(source, dict)
+            and (not source.get("extra") or canonicalize_name(source["extra"]) == extra)
             and (not source.get("group") or canonicalize_name(source["group"]) == group)
         ]
         if requirement.url is not None:
@@ -259,12 +373,48 @@ def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group:
     return keys
 
 
-def _difference(what: str, want: Counter, have: Counter) -> str:
-    added = sorted({key[0] for key in want - have})
-    removed = sorted({key[0] for key in have - want})
-    parts = []
-    if added:
-        parts.append(f"{', '.join(added)} changed or added in pyproject.toml")
-    if removed:
-        parts.append(f"{', '.join(removed)} as locked no longer declared")
-    return f"{what}: " + "; ".join(parts)
+def _describe_key(key: tuple, sources: dict[str, list[dict]]) -> str:
+    name, extras, specifier, has_source, _ = key
+    text = name + (f"[{','.join(extras)}]" if extras else "") + specifier
+    if has_source:
+        declared = sources.get(name)
+        shown = ", ".join(_show_source(s) for s in declared) if declared else "a direct URL"
+        text += f" from {shown}"
+    return text
+
+
+def _show_source(source: object) -> str:
+    if not isinstance(source, dict):
+        return repr(source)
+    return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in source.items()) + " }"
+
+
+def _difference(want: Counter, have: Counter, sources: dict[str, list[dict]]) -> str:
+    """What differs, one clause per package: added, removed, or what changed (extras, specifier, source, markers)."""
+    added, removed = want - have, have - want
+    names = sorted({key[0] for key in added} | {key[0] for key in removed})
+    clauses = []
+    for name in names:
+        ours = sorted(k for k in added if k[0] == name)
+        theirs = sorted(k for k in removed if k[0] == name)
+        if ours and not theirs and not any(k[0] == name for k in have):
+            clauses.append(f"{_describe_key(ours[0], sources)} is declared but not in uv.lock")
+        elif theirs and not ours and not any(k[0] == name for k in want):
+            clauses.append(f"{_describe_key(theirs[0], sources)} is in uv.lock but no longer declared")
+        else:
+            changes = []
+            a = ours[0] if ours else next(k for k in want if k[0] == name)
+            b = theirs[0] if theirs else next(k for k in have if k[0] == name)
+            if a[1] != b[1]:
+                changes.append(f"extras [{','.join(a[1])}] in pyproject.toml, [{','.join(b[1])}] in uv.lock")
+            if a[3] != b[3]:
+                changes.append(
+                    f"[tool.uv.sources] gives it {_describe_key(a, sources).split(' from ', 1)[1]}, uv.lock has it "
+                    "from the index" if a[3] else "uv.lock has it from a source that [tool.uv.sources] no longer gives"
+                )
+            elif a[2] != b[2]:
+                changes.append(f"specifier {a[2] or '(any)'!r} in pyproject.toml, {b[2] or '(any)'!r} in uv.lock")
+            if not changes:
+                changes.append("its markers or sources decide differently on the Lambda runtimes")
+            clauses.append(f"{name}: " + "; ".join(changes))
+    return "; ".join(clauses)
