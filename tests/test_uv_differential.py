@@ -174,7 +174,8 @@ def exported_pins(project: Path, selection: Selection, target: Target) -> set[st
             # A workspace member, a local directory or a local file: named through the lock.
             location = (project / requirement.removeprefix("file://")).resolve()
             entry = by_location[location]
-            pins.add(f"{canonicalize_name(entry['name'])}=={entry['version']} @ {location}")
+            pin = canonicalize_name(entry["name"]) + (f"=={entry['version']}" if "version" in entry else "")
+            pins.add(f"{pin} @ {location}")  # a dynamic version is locked as none
             continue
         parsed = Requirement(requirement)
         if parsed.url:
