@@ -170,8 +170,8 @@ def test_unknown_key_names_its_table(own, inherited, where):
         ("smoke-import-skip", "needs_env", "a list of strings"),
         ("image", 3, "a string"),
         ("package", ["a"], "a string"),
-        ("functions", ["api"], "a table of function name -> { packages, include, exclude }"),
-        ("functions", {}, "a table of function name -> { packages, include, exclude }"),
+        ("functions", ["api"], "a table of function name -> { packages, include, exclude, handler, ... }"),
+        ("functions", {}, "a table of function name -> { packages, include, exclude, handler, ... }"),
         ("python", 3.12, "a string, one of 3.10, 3.11, 3.12, 3.13, 3.14"),
     ],
 )
@@ -252,9 +252,25 @@ def test_bad_environment_override_names_the_variable(environ, problem, fix):
         ({"api": {"modules": ["x"]}}, f"unknown key 'modules' in functions.api in {T_LAYER} of pyproject.toml"),
         ({"api": {"packages": "src/api"}},
          f"packages in functions.api in {T_LAYER} of pyproject.toml must be a list of strings, not 'src/api'"),
-        ({"layer": {}}, f"function name 'layer' in {T_LAYER} is not usable as a file name"),
-        ({"a/b": {}}, f"function name 'a/b' in {T_LAYER} is not usable as a file name"),
-        ({".hidden": {}}, f"function name '.hidden' in {T_LAYER} is not usable as a file name"),
+        ({"layer": {}}, f"function name 'layer' in {T_LAYER} of pyproject.toml is not usable: 'layer' names the "
+                        "layer's zip"),
+        ({"a/b": {}}, f"function name 'a/b' in {T_LAYER} of pyproject.toml is not usable: Lambda takes 1 to 64 "
+                      "letters, digits, hyphens and underscores"),
+        ({".hidden": {}}, f"function name '.hidden' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"": {}}, f"function name '' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"x" * 300: {}}, f"function name '{'x' * 67}...' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"a\0b": {}}, f"function name 'a\\x00b' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"api": {"handler": "app"}},
+         f"handler in functions.api in {T_LAYER} of pyproject.toml must be module.attribute, as Lambda's Handler "
+         "setting, not 'app'"),
+        ({"api": {"handler": "app.handler()"}}, f"handler in functions.api in {T_LAYER} of pyproject.toml must be"),
+        ({"api": {"handler": ["app.handler"]}},
+         f"handler in functions.api in {T_LAYER} of pyproject.toml must be a non-empty string, not ['app.handler']"),
+        ({"api": {"package": ""}}, f"package in functions.api in {T_LAYER} of pyproject.toml must be a non-empty"),
+        ({"api": {"sources": "src"}}, f"sources in functions.api in {T_LAYER} of pyproject.toml must be a list of "
+                                      "path prefixes to remove (hatch's wheel option), or a table"),
+        ({"api": {"environment": {"A": 1}}},
+         f"environment in functions.api in {T_LAYER} of pyproject.toml must be a table of names -> string values"),
     ],
 )
 def test_bad_functions(functions, problem):
@@ -265,7 +281,20 @@ def test_bad_functions(functions, problem):
 def test_function_errors_in_the_inherited_table_name_it():
     exc = error(fat, {}, {"functions": {"api": {"modules": []}}})
     assert exc.problem == f"unknown key 'modules' in functions.api in {T_LAYER} of pyproject.toml"
-    assert exc.fix == "valid keys: packages, include, exclude, only-include"
+    assert exc.fix == "valid keys: packages, include, exclude, only-include, sources, package, handler, environment"
+
+
+def test_function_keys_for_handlers_members_and_sources():
+    config = layer({"functions": {
+        "api": {"handler": "app.main.handler", "sources": ["src"], "environment": {"TABLE": "t", "A": "1"}},
+        "worker": {"package": "jobs", "handler": "jobs/run.main", "sources": {"src/jobs": "jobs"}},
+    }})
+    api, worker = config.functions
+    assert (api.handler, api.handler_module, api.handler_attribute) == ("app.main.handler", "app.main", "handler")
+    assert api.sources == (("src", ""),) and api.environment == (("A", "1"), ("TABLE", "t"))
+    assert not api.is_default  # sources change what the wheel selection ships
+    assert (worker.package, worker.handler_module, worker.handler_attribute) == ("jobs", "jobs.run", "main")
+    assert worker.sources == (("src/jobs", "jobs"),)
 
 
 def test_message_has_problem_then_fix():

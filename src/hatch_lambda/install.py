@@ -27,6 +27,7 @@ from packaging.utils import parse_wheel_filename
 
 from .errors import LambdaBuildError
 from .fetch import fetch_all
+from .git_source import built_wheel, parse_git_source
 from .lock import Distribution, Resolution
 from .nesting import nested_environment
 from .target import Target
@@ -184,6 +185,20 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
     return Wheel(dist, wheel, "sdist built on host")
 
 
+def git_build(dist: Distribution, work: Path, cache: Path, log: Log) -> Wheel:
+    """The wheel of a git source: the locked commit, built on this machine (pure Python only)."""
+    source = parse_git_source(dist.source, where=f"uv.lock entry {dist.pin}")
+    wheel = built_wheel(source, dist.pin, cache, work, lambda tree, out, label: build_wheel(tree, out, label, log), log)
+    if not is_pure(wheel.name):
+        raise LambdaBuildError(
+            f"{dist.pin} comes from git ({source.label}), and building it here gave {wheel.name}, which is not "
+            "pure Python, so it may not run on Lambda",
+            f"publish a manylinux wheel of {dist.name} to an index you can use, or build it in the Lambda image "
+            "yourself and depend on the wheel as a path source",
+        )
+    return Wheel(dist, wheel, f"built from git {source.label}")
+
+
 def collect_wheels(
     resolution: Resolution, cache: Path, work: Path, log: Log
 ) -> tuple[list[Wheel], list[Distribution], dict[str, Path]]:
@@ -192,17 +207,12 @@ def collect_wheels(
     Returns (wheels, sdist-only distributions still to build, downloaded files by name).
     """
     lock_dir = resolution.lock_path.parent
-    git = [d for d in resolution.distributions if d.source_kind == "git"]
-    if git:
-        names = ", ".join(f"{d.pin} ({d.source})" for d in git)
-        raise LambdaBuildError(
-            f"git sources are not supported yet: {names}",
-            "publish the package to an index, or depend on a local checkout as a path source",
-        )
     downloads = fetch_all(resolution.distributions, cache, lock_dir)
     wheels, sdists = [], []
     for dist in resolution.distributions:
-        if dist.is_local:
+        if dist.source_kind == "git":
+            wheels.append(git_build(dist, work, cache, log))
+        elif dist.is_local:
             wheels.append(host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log))
         elif dist.file.kind == "wheel":
             wheels.append(Wheel(dist, downloads[dist.name], "wheel"))
