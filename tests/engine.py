@@ -6,18 +6,6 @@ Used by the test-suite (see ``conftest.py``) and usable from a shell::
     DOCKER_HOST=unix://... python tests/engine.py image
     python tests/engine.py stop --workdir DIR
 
-For arm64 (``--arch arm64`` / ``arch="arm64"``) the same recipe is
-debootstrapped for arm64 and run through qemu's user-mode emulator, which
-binfmt_misc hands every aarch64 executable to (see
-:func:`ensure_arm64_emulation`)::
-
-    python tests/engine.py emulation              # qemu-user-static + binfmt entry
-    DOCKER_HOST=unix://... python tests/engine.py image --arch arm64
-
-The arm64 root filesystem can also be used without Docker: :func:`unpack_rootfs`
-extracts it into a directory and :func:`run_in_rootfs` runs a command in it
-with ``chroot``.
-
 Nothing here depends on pytest.  The engine is a ``dockerd`` started in the
 background with its own data-root, exec-root, pidfile and unix socket, without
 a bridge network and without touching iptables, so it never interferes with
@@ -31,11 +19,26 @@ filesystem is made with ``debootstrap`` and shaped like
 into a tarball kept in the user cache directory and imported with
 ``docker import``.  Debian's ``EXTERNALLY-MANAGED`` marker is removed from the
 image, so its pip behaves like the one in the real image (no PEP 668 refusal).
+
+For arm64 (``--arch arm64`` / ``arch="arm64"``) the same recipe is
+debootstrapped for arm64, which runs through qemu's user-mode emulator:
+binfmt_misc hands it every aarch64 executable, in chroots and containers too
+(see :func:`ensure_arm64_emulation`)::
+
+    python tests/engine.py emulation              # qemu-user-static + binfmt entry
+    DOCKER_HOST=unix://... python tests/engine.py image --arch arm64
+
+``docker import`` records the engine's own architecture, so the arm64 image's
+config is rewritten to say arm64 (see :func:`ensure_lambda_image`).  The arm64
+root filesystem can also be used without Docker: :func:`unpack_rootfs`
+extracts it into a directory and :func:`run_in_rootfs` runs a command in it
+with ``chroot``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import gzip
 import hashlib
 import io
@@ -121,7 +124,6 @@ RECIPE_REVISION = 1
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_NAME = "qemu-aarch64"
 QEMU_PACKAGE = "qemu-user-static"
-QEMU_AARCH64 = "qemu-aarch64-static"
 # Where the package keeps the entry: a register line (systemd-binfmt format),
 # and the same in binfmt-support's key/value format.
 BINFMT_SOURCES = (
@@ -247,7 +249,7 @@ def host_arch() -> str:
 class BinfmtEntry:
     """What :func:`ensure_arm64_emulation` found or set up."""
 
-    path: Path  # the entry under binfmt_misc (or None-like when native)
+    path: Path  # the entry under binfmt_misc (the directory itself on an arm64 host)
     interpreter: str
     flags: str
     registered: bool = False  # registered by this call
@@ -397,7 +399,8 @@ def _packaged_binfmt_line() -> str | None:
     return ":".join(fields)
 
 
-def _register_binfmt(line: str) -> None:
+def _register_binfmt(line: str) -> bool:
+    """Register ``line``; False when an entry of that name appeared meanwhile (someone else's)."""
     interpreter = line.split(":")[6]
     if not os.path.exists(interpreter):
         raise EngineError(f"the emulator {interpreter} named by the {BINFMT_NAME} entry does not exist")
@@ -409,8 +412,9 @@ def _register_binfmt(line: str) -> None:
             os.close(fd)
     except OSError as exc:
         if (BINFMT_DIR / BINFMT_NAME).exists():
-            return  # registered meanwhile by someone else
+            return False
         raise EngineError(f"registering {BINFMT_NAME} in {BINFMT_DIR}/register failed: {exc}") from exc
+    return True
 
 
 def _run_probe(directory: Path) -> None:
@@ -427,10 +431,8 @@ def _run_probe(directory: Path) -> None:
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=60)
         except OSError as exc:
-            raise EngineError(
-                f"running an aarch64 executable {where} failed: {exc} "
-                "(the kernel did not hand it to an emulator)"
-            ) from exc
+            hint = " (the kernel did not hand it to an emulator)" if exc.errno == errno.ENOEXEC else ""
+            raise EngineError(f"running an aarch64 executable {where} failed: {exc}{hint}") from exc
         except subprocess.TimeoutExpired:
             raise EngineError(f"an aarch64 executable {where} did not finish in 60s") from None
         if proc.returncode != 0 or proc.stdout != PROBE_MESSAGE:
@@ -492,8 +494,25 @@ def ensure_arm64_emulation() -> BinfmtEntry:
                     f"{QEMU_PACKAGE} is installed but ships no {BINFMT_NAME} entry in "
                     + " or ".join(map(str, BINFMT_SOURCES))
                 )
-        _register_binfmt(line)
-        registered = True
+        registered = _register_binfmt(line)
+    try:
+        info = _check_binfmt_entry(entry)
+        check_arm64_emulation()
+    except EngineError:
+        if registered:  # ours, and it does not work: leave nothing half-working behind
+            entry.write_text("-1")
+        raise
+    return BinfmtEntry(
+        path=entry,
+        interpreter=info.get("interpreter", ""),
+        flags=info.get("flags", ""),
+        registered=registered,
+        installed=installed,
+    )
+
+
+def _check_binfmt_entry(entry: Path) -> dict[str, str]:
+    """The entry's fields; raises unless it is enabled and has the fix-binary flag."""
     info = _read_binfmt_entry(entry)
     if info.get("enabled") != "enabled":
         raise EngineError(f"{entry} is {info.get('enabled')!r}; enable it with: echo 1 > {entry}")
@@ -504,14 +523,7 @@ def ensure_arm64_emulation() -> BinfmtEntry:
             f"aarch64 executables do not run in chroots or containers; remove it (echo -1 > {entry}) "
             "and run this again to register it with F"
         )
-    check_arm64_emulation()
-    return BinfmtEntry(
-        path=entry,
-        interpreter=info.get("interpreter", ""),
-        flags=flags,
-        registered=registered,
-        installed=installed,
-    )
+    return info
 
 
 # --------------------------------------------------------------------------
@@ -1085,15 +1097,12 @@ def rewrite_saved_image_platform(
         manifest[0]["RepoTags"] = [tag]
         # repositories: {repository: {tag: id}}, the id being the top layer's
         # (legacy) id; an entry naming the old config becomes the new one.
+        legacy = json.loads(read("repositories")) if "repositories" in members else {}
+        ids = [value for tags in legacy.values() for value in tags.values()]
+        layers = manifest[0].get("Layers") or []
+        top = ids[0] if ids else layers[-1].split("/")[0] if layers else old_id
         repository, version = _split_tag(tag)
-        top = manifest[0]["Layers"][-1].split("/")[0] if manifest[0].get("Layers") else old_id
-        if "repositories" in members:
-            for tags in json.loads(read("repositories")).values():
-                for value in tags.values():
-                    top = new_id if value == old_id else value
-                    break
-                break
-        repositories = {repository: {version: top}}
+        repositories = {repository: {version: new_id if top == old_id else top}}
         skip = {old_name, "manifest.json", "repositories"}
         with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
             for name, member in members.items():
@@ -1132,13 +1141,15 @@ def _set_image_platform(client, tag: str, architecture: str, variant: str) -> No
 
 
 def _remove_image_quietly(client, image_id: str) -> None:
-    """Remove an image that no tag needs any more; keep it when something still uses it."""
+    """Remove an image left without a tag; keep it when tagged or used by a container."""
     import docker
 
     try:
+        if client.images.get(image_id).tags:
+            return  # another name still wants it
         client.images.remove(image_id)
     except docker.errors.APIError:
-        pass  # still used by a container or tagged elsewhere: not ours to force
+        pass  # gone already, or still used by a container: not ours to force
 
 
 def ensure_lambda_image(
@@ -1292,7 +1303,7 @@ def _populate_dev(dev: Path) -> None:
 def run_in_rootfs(
     root: Path,
     argv: list[str],
-    binds: dict | None = None,
+    binds: dict[Path | str, str] | None = None,
     env: dict[str, str] | None = None,
     cwd: str = "/",
     timeout: float | None = 600.0,
