@@ -177,7 +177,7 @@ CONFIG_ERRORS = {
     ),
     "function-named-layer": (
         (LAYER,), _layer(functions={"layer": {"packages": ["src/native_app"]}}),
-        ["function name 'layer'", "not usable as a file name"],
+        ["function name 'layer'", "is not usable: 'layer' names the layer's zip"],
     ),
     "function-selects-nothing": (
         (LAYER,), _layer(functions={"ghost": {"only-include": ["src/ghost"]}}),
@@ -201,7 +201,7 @@ CONFIG_ERRORS = {
     ),
     "python-outside-requires-python": (
         (LAYER,), _layer(python="3.10"),
-        ["python 3.10 is outside the project's requires-python '>=3.11'", "uv.lock", "fix: target one of: 3.11"],
+        ["python 3.10 (Lambda runs 3.10.14) is outside the project's requires-python '>=3.11'", "uv.lock", "fix: target one of: 3.11"],
     ),
     "requires-python-allows-no-runtime": (
         (LAYER,), _without_python(">=3.15"),

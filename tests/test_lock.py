@@ -816,7 +816,7 @@ def test_missing_lock_version(tmp_path):
 def test_python_outside_requires_python():
     with pytest.raises(LambdaBuildError) as info:
         resolve(fixture_path("spectra-demo"), T311)
-    assert "python 3.11 is outside the project's requires-python '>=3.12'" in info.value.problem
+    assert "python 3.11 (Lambda runs 3.11.9) is outside the project's requires-python '>=3.12'" in info.value.problem
     assert "3.12, 3.13, 3.14" in info.value.fix
 
 

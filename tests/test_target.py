@@ -191,7 +191,7 @@ def test_retired_pythons_are_refused(python):
     assert "3.12" in info.value.fix
 
 
-@pytest.mark.parametrize("python", ["3.15", "4.0", "3", "3.12.1", "", "py3.12"])
+@pytest.mark.parametrize("python", ["3.15", "4.0", "3", "3.12.x", "3.15.1", "3.12.1.2", "", "py3.12"])
 def test_unknown_pythons_are_refused(python):
     with pytest.raises(LambdaBuildError) as info:
         Target(python)
@@ -295,3 +295,19 @@ def test_requires_python_is_judged_at_the_runtime_patch_release():
     assert "3.12" in allowed_runtimes(SpecifierSet(f">={patch}"))
     assert "3.12" not in allowed_runtimes(SpecifierSet(f">={newer}"))  # Lambda's 3.12 is older than that
     assert allowed_runtimes(SpecifierSet(">=3.11,<3.13")) == ["3.11", "3.12"]
+
+
+def test_a_newer_patch_release_than_the_table_knows_can_be_named():
+    """AWS moves runtimes to newer patch releases; python = "3.13.14" says Lambda runs that one now."""
+    from hatch_lambda.runtimes import RUNTIMES
+
+    target = Target("3.13.14", "arm64")
+    assert (target.python, target.patch, target.full_version) == ("3.13", "3.13.14", "3.13.14")
+    assert target.marker_environment["python_full_version"] == "3.13.14"
+    assert target.runtime == "python3.13" and target.glibc == (2, 34)
+    assert "python 3.13 (3.13.14) arm64" in target.describe()
+    # The table's own patch release is the same target as the plain version.
+    assert Target(RUNTIMES["3.12"].patch) == Target("3.12")
+    with pytest.raises(LambdaBuildError) as info:
+        Target("3.12.1")  # older than what Lambda runs
+    assert info.value.problem == f"python 3.12.1 is older than the {RUNTIMES['3.12'].patch} that Lambda's python3.12 runs"

@@ -20,6 +20,7 @@ from hatchling.builders.wheel import WheelBuilder
 from .archive import Entry
 from .config import FAT, LAYER, Function, LambdaConfig, load_config
 from .errors import LambdaBuildError
+from .lock import read_toml
 from .manifest import MANIFEST, read_manifest, write_manifest
 from .pipeline import build
 from .secret_files import filter_secrets
@@ -97,12 +98,11 @@ class _LambdaBuilder(BuilderInterface):
     def _build_standard(self, directory: str, **build_data: Any) -> str:
         try:
             config = self.lambda_config()
-            files = {function.name: self.function_code(function, config) for function in config.functions}
             output = build(
                 config,
                 Path(self.root),
                 Path(directory),
-                files,
+                lambda function, where: self.function_code(function, config, where),
                 log=self.app.display_info,
                 warn=self.app.display_warning,
                 no_cache=getattr(self, "_no_cache", False),
@@ -118,9 +118,9 @@ class _LambdaBuilder(BuilderInterface):
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
 
-    def function_code(self, function: Function, config: LambdaConfig) -> list[Entry]:
+    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None) -> list[Entry]:
         """The function's files, without those that look like secrets (reported as left out)."""
-        picked = filter_secrets(self.function_files(function), config.include_secrets)
+        picked = filter_secrets(self.function_files(function, directory), config.include_secrets)
         for name in picked.left_out:
             self.app.display_warning(
                 f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
@@ -128,24 +128,38 @@ class _LambdaBuilder(BuilderInterface):
             )
         return picked.kept
 
-    def function_files(self, function: Function) -> list[Entry]:
-        """The files hatch's wheel target would ship with this function's options."""
-        raw = copy.deepcopy(self.raw_config)
-        if not function.is_default:
-            targets = raw.setdefault("tool", {}).setdefault("hatch", {}).setdefault("build", {}).setdefault("targets", {})
-            wheel: dict[str, Any] = {}
+    def function_files(self, function: Function, directory: Path | None = None) -> list[Entry]:
+        """The files hatch's wheel target would ship with this function's options.
+
+        ``directory``: the project the function's code is in (a workspace member
+        named by ``package``), with that project's own wheel target as the default.
+        """
+        own = directory is None or Path(directory).resolve() == Path(self.root).resolve()
+        root = self.root if own else str(directory)
+        raw = copy.deepcopy(self.raw_config) if own else read_toml(Path(root) / "pyproject.toml")
+        targets = raw.setdefault("tool", {}).setdefault("hatch", {}).setdefault("build", {}).setdefault("targets", {})
+        selection = {
+            key: list(value)
             for key, value in (
                 ("packages", function.packages),
                 ("include", function.include),
                 ("exclude", function.exclude),
                 ("only-include", function.only_include),
-            ):
-                if value:
-                    wheel[key] = list(value)
-            targets["wheel"] = wheel
+            )
+            if value
+        }
+        if selection:
+            targets["wheel"] = selection  # the function's selection replaces the wheel target's
+        if function.sources:
+            wheel = targets.setdefault("wheel", {})
+            if not isinstance(wheel, dict):
+                wheel = targets["wheel"] = {}
+            pairs = dict(function.sources)
+            wheel["sources"] = list(pairs) if not any(pairs.values()) else pairs
         # No metadata=self.metadata: hatchling reads the build tables from the
         # metadata object, so sharing it would ignore the function's options.
-        wheel_builder = WheelBuilder(self.root, plugin_manager=self.plugin_manager, config=raw, app=self.app)
+        wheel_builder = WheelBuilder(root, plugin_manager=self.plugin_manager, config=raw, app=self.app)
+        table = f"[tool.hatch.build.targets.{LAYER}.functions]"
         try:
             entries = [
                 Entry(included.distribution_path.replace(os.sep, "/"), Path(included.path))
@@ -153,15 +167,33 @@ class _LambdaBuilder(BuilderInterface):
             ]
         except (ValueError, TypeError) as exc:
             raise LambdaBuildError(
-                f"cannot select the code of function {function.name!r}: {exc}",
-                f"set packages/include for it under [tool.hatch.build.targets.{LAYER}.functions]",
+                f"cannot select the code of function {function.name!r} in {root}: {exc}",
+                _selection_fix(function, Path(root), table),
             ) from None
         if not entries:
             raise LambdaBuildError(
-                f"function {function.name!r} selects no files",
-                f"check its packages/include under [tool.hatch.build.targets.{LAYER}.functions]",
+                f"function {function.name!r} selects no files in {root}",
+                f"check its packages/include under {table}",
             )
         return entries
+
+
+def _selection_fix(function: Function, root: Path, table: str) -> str:
+    """What to write so hatch finds the function's code: the handler's module file when it is there."""
+    module = function.handler_module
+    if module:
+        for candidate in (f"{module.replace('.', '/')}.py", module.split(".")[0]):
+            found = [path for path in (root / candidate, root / "src" / candidate) if path.exists()]
+            if found:
+                relative = found[0].relative_to(root).as_posix()
+                parent = relative.rsplit("/", 1)[0] if "/" in relative else ""
+                option = f'only-include = ["{relative}"]' + (f', sources = ["{parent}"]' if parent else "")
+                return f"the handler's module is {relative}: set {option} for {function.name} under {table}"
+    flat = sorted(p.name for p in root.glob("*.py") if p.name != "setup.py")
+    if flat:
+        return (f"the project has modules at its top level ({', '.join(flat[:5])}): list them, e.g. "
+                f'only-include = ["{flat[0]}"], for {function.name} under {table}')
+    return f"set packages/include for {function.name} under {table}"
 
 
 class LambdaLayerBuilder(_LambdaBuilder):

@@ -15,6 +15,7 @@ from .archive import Entry, WrittenZip, compress_entries, write_compressed, writ
 from .audit import AuditReport, SizeCheck
 from .config import LAYER, LambdaConfig
 from .layer_cache import CachedLayer, fetch_layer, layer_key, store_layer
+from .closures import Plan
 from .lock import Resolution
 from .packs import Pack, audit_packs, check_overlap, merge, pack_key, packs_for, pruned_total
 from .prune import PruneReport
@@ -36,12 +37,13 @@ class Zips:
 
 def cached_zips(
     config: LambdaConfig,
-    resolution: Resolution,
+    closures: Plan,
     function_files: dict[str, list[Entry]],
     scratch: Path,
     cache: Path,
     log: Log,
 ) -> Zips:
+    resolution = closures.resolution
     dists = sorted(resolution.distributions, key=lambda d: d.name)
     written: list[WrittenZip] = []
     checks: list[SizeCheck] = []
@@ -67,9 +69,11 @@ def cached_zips(
         return Zips(written, checks, layer.largest, layer.pruned, AuditReport(findings=list(layer.findings)),
                     layer.contents)
     packs = _packs(config, resolution, cache, scratch, log)
-    dependencies = merge(packs)
     for name, entries in sorted(function_files.items()):
-        fat = write_compressed({**dependencies, **compress_entries(entries, config.compression_level)}, scratch / f"{name}-fat.zip")
+        closure = closures.closure(name)
+        dependencies = merge([pack for pack in packs if pack.name in closure])
+        fat = write_compressed({**dependencies, **compress_entries(entries, config.compression_level)},
+                               scratch / f"{name}-fat.zip")
         written.append(fat)
         checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return Zips(written, checks, _largest(packs), pruned_total(packs), audit_packs(packs, config.target),

@@ -35,7 +35,7 @@ def _requirement(dist: Distribution, lock_dir: Path, hashes: bool) -> str:
     if dist.source_kind == "registry":
         head = dist.pin
     elif dist.file.url:
-        head = f"{dist.name} @ {dist.file.url}"
+        head = f"{dist.name} @ {dist.file.url}" + (f"#subdirectory={dist.subdirectory}" if dist.subdirectory else "")
     else:
         head = f"{dist.name} @ {(lock_dir / dist.file.path).resolve().as_uri()}"
     return f"{head} \\\n    --hash=sha256:{dist.file.sha256}"

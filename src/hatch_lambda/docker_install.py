@@ -183,7 +183,8 @@ def build_sdists_in_image(
     lines = []
     for dist in sdists:
         local = _link_or_copy(downloads[dist.name], source_dir)
-        lines.append(f"{dist.name} @ file:///sdists/{local.name} --hash=sha256:{dist.file.sha256}")
+        subdirectory = f"#subdirectory={dist.subdirectory}" if dist.subdirectory else ""
+        lines.append(f"{dist.name} @ file:///sdists/{local.name}{subdirectory} --hash=sha256:{dist.file.sha256}")
     (job / "requirements.txt").write_text("\n".join(lines) + "\n")
     environment, mounts = _network_environment()
     environment.update(PIP_ENVIRONMENT)

@@ -8,6 +8,7 @@ pip, no resolver: exactly the lock's pins, nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -161,13 +162,19 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
     if dist.is_local:
         wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log)
         return Wheel(dist, wheel, f"built from {dist.source}")
-    # An sdist: built once per digest and cached, since the sdist never changes.
-    built = cache / "built" / dist.file.sha256
+    # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
+    sub = dist.subdirectory
+    built = cache / "built" / (dist.file.sha256 + (f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""))
     existing = sorted(built.glob("*.whl")) if built.is_dir() else []
     if existing:
         wheel = existing[0]
     else:
         tree = unpack_sdist(source, work / "sdists" / dist.name)
+        if sub:
+            tree = tree / sub
+            if ".." in PurePosixPath(sub).parts or not tree.is_dir():
+                raise LambdaBuildError(f"{dist.pin}: {source.name} has no directory {sub!r} (the lock's subdirectory)",
+                                       "run `uv lock`")
         wheel = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
     if not is_pure(wheel.name):
         raise LambdaBuildError(

@@ -56,6 +56,7 @@ class Distribution:
     source_kind: str  # one of SOURCE_KINDS
     source: str  # index URL, path, URL or git URL, as the lock writes it
     file: LockedFile | None  # None for sources built from a directory or git
+    subdirectory: str | None = None  # of a URL source's archive, where its project is
 
     @property
     def is_local(self) -> bool:
@@ -286,6 +287,8 @@ def resolve(
     strict_exclude: bool = True,
     check_fresh: bool = True,
     cache: Path | None = None,
+    lock: Lock | None = None,
+    files: bool = True,
 ) -> Resolution:
     """The distributions ``project_dir`` needs on ``target``, straight from uv.lock.
 
@@ -295,11 +298,15 @@ def resolve(
     ``package`` picks a workspace member other than the project in
     ``project_dir``. ``cache`` keeps the metadata of local projects whose
     dependencies are dynamic, read through their build backends (without one
-    the lock is trusted for them).
+    the lock is trusted for them). ``lock``: the project's lock, already read
+    for ``target`` (several roots of one build share it).
+    ``files=False``: the pinned set only, as ``uv export`` lists it, with no
+    file chosen (so nothing is refused for having no wheel for the target).
     """
     project_dir = Path(project_dir)
-    lock_path = find_lock(project_dir)
-    lock = read_lock(lock_path, target)
+    if lock is None:
+        lock = read_lock(find_lock(project_dir), target)
+    lock_path = lock.path
     root = choose_root(project_dir, lock, package)
     extras = tuple(sorted({canonicalize_name(e) for e in extras}))
     groups = tuple(sorted({canonicalize_name(g) for g in groups}))
@@ -333,7 +340,7 @@ def resolve(
         if kind == "virtual":
             continue
         file = None
-        if kind not in LOCAL_KINDS and kind != "git":
+        if files and kind not in LOCAL_KINDS and kind != "git":
             file = choose_file(entry, target)
             if file is None:
                 missing.append(entry)
@@ -345,6 +352,7 @@ def resolve(
                 source_kind=kind,
                 source=where,
                 file=file,
+                subdirectory=entry.get("source", {}).get("subdirectory") if kind == "url" else None,
             )
         )
     if missing:
@@ -386,6 +394,15 @@ def _choose_member_fix(members: list[str]) -> str:
         f"choose a member: `--package NAME` (hatch-lambda requirements), `package = \"NAME\"` in the target's "
         f"table or in a function's, or build from the member's own directory; members: {listed}"
     )
+
+
+def member_directory(lock: Lock, name: str) -> Path | None:
+    """Where a local package of the lock (a workspace member) lives, or None."""
+    for entry in lock.packages.get(canonicalize_name(name), []):
+        kind, where = source_kind(entry)
+        if kind in LOCAL_KINDS:
+            return (lock.path.parent / where).resolve()
+    return None
 
 
 def choose_root(project_dir: Path, lock: Lock, package: str | None) -> str:
@@ -432,6 +449,7 @@ def _check_environments(lock: Lock, target: Target) -> None:
 
 
 def _check_requires_python(lock: Lock, target: Target) -> None:
+    """The runtime's patch release must be one ``requires-python`` allows (uv locked for no other)."""
     text = lock.requires_python
     if not text:
         return
@@ -439,12 +457,23 @@ def _check_requires_python(lock: Lock, target: Target) -> None:
         spec = SpecifierSet(text)
     except InvalidSpecifier:
         raise LambdaBuildError(f"{lock.path}: invalid requires-python {text!r}", "run `uv lock`") from None
+    if spec.contains(target.full_version, prereleases=True):
+        return
+    fixes = []
     allowed = allowed_runtimes(spec)
-    if target.python not in allowed:
-        raise LambdaBuildError(
-            f"python {target.python} is outside the project's requires-python {text!r} ({lock.path})",
-            f"target one of: {', '.join(allowed)}" if allowed else "widen requires-python in pyproject.toml",
-        )
+    if allowed:
+        fixes.append(f"target one of: {', '.join(allowed)}")
+    major, minor, micro = (int(part) for part in target.full_version.split("."))
+    later = next((f"{major}.{minor}.{m}" for m in range(micro + 1, 100) if spec.contains(f"{major}.{minor}.{m}")),
+                 None)
+    if later:
+        fixes.append(f"if Lambda's {target.runtime} now runs {later} or newer (hatch-lambda's runtime table "
+                     f"says {target.full_version}), set python = \"{later}\"")
+    raise LambdaBuildError(
+        f"python {target.python} (Lambda runs {target.full_version}) is outside the project's requires-python "
+        f"{text!r} ({lock.path})",
+        "; or ".join(fixes) or "widen requires-python in pyproject.toml",
+    )
 
 
 def _check_requested(lock: Lock, root: dict, extras: tuple[str, ...], groups: tuple[str, ...]) -> None:
@@ -591,7 +620,15 @@ def _platform_summary(tags: Iterable) -> str:
     return ", ".join(parts) or "no platform"
 
 
-def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> LambdaBuildError:
+class NoFileError(LambdaBuildError):
+    """Distributions the target needs that have no file it can install; ``names`` says which."""
+
+    def __init__(self, problem: str, fix: str, names: tuple[str, ...]) -> None:
+        super().__init__(problem, fix)
+        self.names = names
+
+
+def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> NoFileError:
     allowed = [p for p in _allowed_by_lock(lock) if p != target.python]
     lines = []
     fixes = []
@@ -610,7 +647,8 @@ def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> LambdaBui
             f"pin {entry['name']} to a release with a wheel for glibc {target.glibc[0]}.{target.glibc[1]} "
             f"or older ({target.platforms[0]}, manylinux2014_{target.machine}) and run `uv lock`"
         )
-    return LambdaBuildError(f"{lock.path}: " + "; ".join(lines), "; or ".join(dict.fromkeys(fixes)))
+    names = tuple(canonicalize_name(entry["name"]) for entry in entries)
+    return NoFileError(f"{lock.path}: " + "; ".join(lines), "; or ".join(dict.fromkeys(fixes)), names)
 
 
 def _allowed_by_lock(lock: Lock) -> list[str]:

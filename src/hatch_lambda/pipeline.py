@@ -1,8 +1,9 @@
 """One build, start to end: config -> resolved lock -> staged tree -> checked tree -> zips.
 
 Everything is written into a scratch directory beside the output first; only
-when every check has passed are the zips and ``manifest.json`` renamed into
-place, so a failed build leaves the previous artifacts untouched.
+when every check has passed (audit, sizes, the smoke import, each function's
+handler) are the zips and ``manifest.json`` renamed into place, so a failed
+build leaves the previous artifacts untouched.
 """
 
 from __future__ import annotations
@@ -10,23 +11,29 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from .archive import Entry, WrittenZip, tree_entries, write_zip
-from .audit import AuditReport, SizeCheck, audit_root, check_sizes, enforce, owners, sizes_by_distribution
+from .audit import MB, AuditReport, SizeCheck, audit_root, check_sizes, enforce, owners, sizes_by_distribution
 from .cache import cache_dir
 from .cached_build import Zips, cached_zips
-from .config import FAT, LAYER, LambdaConfig
+from .closures import Plan, plan
+from .config import FAT, LAYER, Function, LambdaConfig
 from .contents import contents, staged_sizes
+from .handlers import HandlerJob, Proof, prove_handlers
 from .install import StagedTree, stage
-from .lock import Resolution, resolve
+from .lock import Resolution
 from .manifest import MANIFEST, read_manifest, write_manifest
 from .packs import eligible
 from .prune import PruneReport, prune
-from .smoke import smoke_check
+from .runtime_extra import runtime_extra
 from .scratch import Scratch
+from .smoke import smoke_check
 
 Log = Callable[[str], None]
+#: The function's files, selected in the project directory its code lives in.
+Code = Callable[[Function, Path], list[Entry]]
 
 
 @dataclass(frozen=True)
@@ -50,33 +57,33 @@ def build(
     config: LambdaConfig,
     project_dir: Path,
     out_dir: Path,
-    function_files: dict[str, list[Entry]],
+    code: Code,
     *,
     log: Log = print,
     warn: Log = print,
     no_cache: bool = False,
+    today: date | None = None,
 ) -> BuildOutput:
     target = config.target
-    resolution = resolve(
-        project_dir,
-        target,
-        extras=config.extras,
-        groups=config.groups,
-        package=config.package,
-        exclude=config.exclude_packages,
-        strict_exclude=not config.exclude_is_default,
-    )
+    deprecation = target.runtime_info.deprecation_warning(today or date.today())
+    if deprecation:
+        warn(f"warning: {deprecation}")
+    closures = plan(config, project_dir, cache_dir())
+    resolution = closures.resolution
+    for note in resolution.notes:
+        log(f"  {note}")
     log(f"{config.kind}: {len(resolution.distributions)} distributions from {resolution.lock_path.name} "
         f"for {target.describe()}")
+    function_files = {f.name: code(f, root.directory) for f, root in zip(config.functions, closures.functions)}
     out_dir.mkdir(parents=True, exist_ok=True)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     try:
         if not no_cache and eligible(config, resolution):
             # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
-            zips = cached_zips(config, resolution, function_files, scratch, cache_dir(), log)
+            zips = cached_zips(config, closures, function_files, scratch, cache_dir(), log)
         else:
-            zips = _staged_zips(config, resolution, function_files, scratch, log)
+            zips = _staged_zips(config, closures, function_files, scratch, log)
         pruned = zips.pruned
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
@@ -93,10 +100,12 @@ def build(
         )
         if config.smoke_import:
             smoke_check(config, written, log)
+        proofs = _prove(config, closures, written, scratch, log, warn)
+        _summary(checks, config, log)
         manifest = scratch / MANIFEST
         claimed.lock_output()
         sections = read_manifest(out_dir)
-        sections[config.kind] = _manifest(config, resolution, written, pruned)
+        sections[config.kind] = _manifest(config, closures, written, pruned, proofs)
         sections[config.kind]["contents"] = zips.contents
         findings = [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]
         sections[config.kind]["audit"] = {"mode": config.audit, "findings": findings}
@@ -112,23 +121,48 @@ def build(
         claimed.release()
 
 
+def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], scratch: Path, log: Log,
+           warn: Log) -> dict[str, Proof]:
+    """Every handler a function names, imported from the zips just written (see :mod:`.handlers`)."""
+    if not any(f.handler for f in config.functions):
+        return {}
+    by_name = {item.path.name: item.path for item in written}
+    layer = by_name.get("layer.zip")
+    jobs = [HandlerJob(f, by_name[_zip_name(config, f)], layer) for f in config.functions]
+    extra = runtime_extra(closures, scratch, log)
+    proofs = prove_handlers(jobs, config.target, image=config.image_name, runtime_extra=extra, log=log, warn=warn)
+    return {proof.function: proof for proof in proofs}
+
+
+def _zip_name(config: LambdaConfig, function: Function) -> str:
+    return f"{function.name}.zip" if config.kind == LAYER else f"{function.name}-fat.zip"
+
+
+def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
+    """Each artifact's zipped and unzipped size beside Lambda's limits."""
+    width = max(len(check.artifact) for check in checks)
+    for check in checks:
+        log(f"  {check.artifact:<{width}}  {check.zipped / MB:7.1f} MB zipped (limit {config.max_zipped_mb:g})"
+            f"  {check.unzipped / MB:7.1f} MB unzipped (limit {config.max_unzipped_mb:g})")
+
+
 def _staged_zips(
-    config: LambdaConfig, resolution: Resolution, function_files: dict[str, list[Entry]], scratch: Path, log: Log
+    config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], scratch: Path, log: Log
 ) -> Zips:
     """The full build: every distribution staged into one tree, stripped, audited and deflated."""
-    tree = install_tree(config, resolution, scratch / "site-packages", log)
+    tree = install_tree(config, closures.resolution, scratch / "site-packages", log)
     for dist in tree.distributions:
         if dist.how != "wheel":
             log(f"  {dist.name} {dist.version}: {dist.how}")
     sizes = staged_sizes(tree)
     pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
     audit = AuditReport() if config.audit == "off" else audit_root(tree.root, tree.target, owners(tree))
-    written, checks = _write_zips(config, tree, function_files, scratch)
+    written, checks = _write_zips(config, closures, tree, function_files, scratch)
     return Zips(written, checks, sizes_by_distribution(tree), pruned, audit, contents(tree, pruned, sizes))
 
 
 def _write_zips(
-    config: LambdaConfig, tree: StagedTree, function_files: dict[str, list[Entry]], scratch: Path
+    config: LambdaConfig, closures: Plan, tree: StagedTree, function_files: dict[str, list[Entry]], scratch: Path
 ) -> tuple[list[WrittenZip], list[SizeCheck]]:
     written: list[WrittenZip] = []
     checks: list[SizeCheck] = []
@@ -144,16 +178,22 @@ def _write_zips(
             checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
     else:
         dependencies = tree_entries(tree.root)
+        owner = owners(tree)
         deflated: dict = {}  # the dependencies are deflated once for every fat zip
         for name, entries in sorted(function_files.items()):
-            fat = write_zip([*dependencies, *entries], scratch / f"{name}-fat.zip", cache=deflated,
+            closure = closures.closure(name)
+            # A file no distribution claims (none should exist) goes into every fat zip.
+            own = [e for e in dependencies if owner.get(e.name, "") in closure or e.name not in owner]
+            fat = write_zip([*own, *entries], scratch / f"{name}-fat.zip", cache=deflated,
                             level=config.compression_level)
             written.append(fat)
             checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
     return written, checks
 
 
-def _manifest(config: LambdaConfig, resolution: Resolution, written: list[WrittenZip], pruned: PruneReport) -> dict:
+def _manifest(config: LambdaConfig, closures: Plan, written: list[WrittenZip], pruned: PruneReport,
+              proofs: dict[str, Proof]) -> dict:
+    resolution = closures.resolution
     distributions = [
         {
             "name": dist.name,
@@ -164,12 +204,14 @@ def _manifest(config: LambdaConfig, resolution: Resolution, written: list[Writte
         for dist in resolution.distributions
     ]
     artifacts = []
+    by_name = {}
     for item in written:
         name = item.path.name
         if config.kind == FAT:
             kind = "function-fat"
         else:
             kind = "layer" if name == "layer.zip" else "function"
+        by_name[name] = item
         artifacts.append(
             {
                 "file": name,
@@ -181,10 +223,27 @@ def _manifest(config: LambdaConfig, resolution: Resolution, written: list[Writte
                 "entries": item.entries,
             }
         )
-    return {
-        "python": config.target.python,
-        "runtime": config.target.runtime,
-        "arch": config.target.arch,
+    target = config.target
+    functions = {}
+    for function, root in zip(config.functions, closures.functions):
+        item = by_name[_zip_name(config, function)]
+        proof = proofs.get(function.name)
+        # The names Terraform (aws_lambda_function), SAM and the CDK use for the same settings.
+        functions[function.name] = {
+            "filename": item.path.name,
+            "source_code_hash": item.sha256_base64,
+            "handler": function.handler,
+            "runtime": target.runtime,
+            "architectures": [target.arch],
+            "layers": ["layer.zip"] if config.kind == LAYER else [],
+            "package": root.root,
+            "distributions": sorted(root.distributions),
+            "handler_check": proof.how if proof else None,
+        }
+    section = {
+        "python": target.python,
+        "runtime": target.runtime,
+        "arch": target.arch,
         "layout": config.layout if config.kind == LAYER else "root",
         "lock": {"file": resolution.lock_path.name, "sha256": resolution.lock_digest},
         "extras": list(resolution.extras),
@@ -192,5 +251,16 @@ def _manifest(config: LambdaConfig, resolution: Resolution, written: list[Writte
         "excluded": sorted(config.exclude_packages),
         "distributions": distributions,
         "artifacts": artifacts,
+        "functions": functions,
         "stripped": {"files": pruned.files, "bytes": pruned.bytes, "by_rule": pruned.by_rule},
     }
+    if config.kind == LAYER:
+        layer = by_name["layer.zip"]
+        # aws_lambda_layer_version's (and AWS::Lambda::LayerVersion's) settings.
+        section["layer"] = {
+            "filename": "layer.zip",
+            "source_code_hash": layer.sha256_base64,
+            "compatible_runtimes": [target.runtime],
+            "compatible_architectures": [target.arch],
+        }
+    return section

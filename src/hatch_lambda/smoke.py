@@ -18,7 +18,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,23 +150,40 @@ def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "no output"
 
 
+#: Where a runner finds the packages the Lambda runtime itself provides (boto3 and what it needs),
+#: when a build left them out of the artifact: last on sys.path, as Lambda's own /var/runtime.
+RUNTIME_EXTRA = "runtime-extra"
+
+
 class _Host:
     def __init__(self, executable: str, python: str) -> None:
         self.executable = executable
         self.python = python
         self.description = f"python{python} ({executable})"
 
-    def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
-        paths = lambda_sys_path(str(unpacked / "var" / "task"), str(unpacked / "opt"), self.python)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(unpacked)}
+    def execute(self, unpacked: Path, script: str, argument: str, environment: dict[str, str] | None = None
+                ) -> tuple[str, str]:
+        """Run ``script`` with ``argument`` in ``unpacked`` (opt/, var/task/): (stdout, how it ended)."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(unpacked),
+               **(environment or {})}
         try:
             process = subprocess.run(
-                [self.executable, "-I", "-S", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
-                capture_output=True, text=True, env=env, cwd=unpacked, timeout=TIMEOUT,
+                [self.executable, "-I", "-S", "-B", "-c", script, argument],
+                capture_output=True, text=True, env=env, cwd=unpacked / "var" / "task", timeout=TIMEOUT,
             )
         except subprocess.TimeoutExpired:
-            return None, f"no answer within {TIMEOUT} s"
-        return _parse(process.stdout), f"exit status {process.returncode}: {_tail(process.stderr)}"
+            return "", f"no answer within {TIMEOUT} s"
+        return process.stdout, f"exit status {process.returncode}: {_tail(process.stderr)}"
+
+    def sys_path(self, unpacked: Path) -> list[str]:
+        paths = lambda_sys_path(str(unpacked / "var" / "task"), str(unpacked / "opt"), self.python)
+        if (unpacked / RUNTIME_EXTRA).is_dir():
+            paths.append(str(unpacked / RUNTIME_EXTRA))
+        return paths
+
+    def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
+        stdout, why = self.execute(unpacked, SCRIPT, json.dumps([self.sys_path(unpacked), modules]))
+        return _parse(stdout), why
 
 
 class _Image:
@@ -177,12 +195,18 @@ class _Image:
         self.target = target
         self.description = f"python{target.python} in {image}"
 
-    def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
+    def sys_path(self, unpacked: Path) -> list[str]:
         paths = lambda_sys_path("/var/task", "/opt", self.target.python)
+        if (unpacked / RUNTIME_EXTRA).is_dir():
+            paths.append(f"/var/{RUNTIME_EXTRA}")
+        return paths
+
+    def execute(self, unpacked: Path, script: str, argument: str, environment: dict[str, str] | None = None
+                ) -> tuple[str, str]:
         import docker.errors
 
         try:
-            container = self._create(paths, modules, unpacked)
+            container = self._create(script, argument, unpacked, environment or {})
         except docker.errors.APIError as exc:
             raise LambdaBuildError(
                 f"Docker refused to run {self.image} for {self.target.docker_platform}: {exc}",
@@ -195,26 +219,32 @@ class _Image:
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
         except Exception as exc:  # the SDK raises requests' timeout types, among others
-            return None, f"the container did not finish: {exc}"
+            return "", f"the container did not finish: {exc}"
         finally:
             container.remove(force=True)
-        return _parse(stdout), f"exit status {code}: {_tail(stderr)}"
+        return stdout, f"exit status {code}: {_tail(stderr)}"
 
-    def _create(self, paths: list[str], modules: list[str], unpacked: Path):
+    def __call__(self, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
+        stdout, why = self.execute(unpacked, SCRIPT, json.dumps([self.sys_path(unpacked), modules]))
+        return _parse(stdout), why
+
+    def _create(self, script: str, argument: str, unpacked: Path, environment: dict[str, str]):
         volumes = {
             str(unpacked / "opt"): {"bind": "/opt", "mode": "ro"},
             str(unpacked / "var" / "task"): {"bind": "/var/task", "mode": "ro"},
         }
+        if (unpacked / RUNTIME_EXTRA).is_dir():
+            volumes[str(unpacked / RUNTIME_EXTRA)] = {"bind": f"/var/{RUNTIME_EXTRA}", "mode": "ro"}
         return self.client.containers.create(
             self.image,
             # no -S: the image's own site-packages (boto3 in the Lambda images) come last, as on Lambda
-            command=["-I", "-B", "-c", SCRIPT, json.dumps([paths, modules])],
+            command=["-I", "-B", "-c", script, argument],
             entrypoint=[f"/var/lang/bin/python{self.target.python}"],
             volumes=volumes,
             network_disabled=True,
             platform=self.target.docker_platform,
             working_dir="/var/task",
-            environment={"LANG": "C.UTF-8", "HOME": "/tmp"},
+            environment={"LANG": "C.UTF-8", "HOME": "/tmp", **environment},
         )
 
 
@@ -235,6 +265,55 @@ def _run(runner, unpacked: Path, modules: list[str]) -> dict[str, str]:
 # the check
 
 
+@contextmanager
+def interpreter(target: Target, *, runner: str = "auto", image: str | None = None, log: Log = print,
+                purpose: str = "the smoke import") -> Iterator[_Host | _Image]:
+    """An interpreter of ``target``'s runtime: this machine's when its version and CPU match, else the image's."""
+    executable = host_python(target.python, target.machine) if runner in ("auto", "host") else None
+    if runner == "host" and executable is None:
+        raise LambdaBuildError(
+            f"no python{target.python} for {target.machine} on this machine for {purpose}",
+            "install that Python, or let the check run in the Lambda image (runner auto or docker)",
+        )
+    if executable is not None:
+        yield _Host(executable, target.python)
+        return
+    from .config import DEFAULT_IMAGE
+    from .docker_install import connect, ensure_image
+
+    image = (image or DEFAULT_IMAGE).format(python=target.python, arch=target.arch)
+    try:
+        client = connect()
+    except LambdaBuildError as exc:
+        why = (f"{purpose} runs in the Lambda image (runner docker)" if runner == "docker" else
+               f"no python{target.python} for {target.machine} on this machine, so {purpose} "
+               "must run in the Lambda image")
+        raise LambdaBuildError(
+            f"{why}, but {exc.problem}",
+            f"start Docker (or set DOCKER_HOST), or install python{target.python} to check on this "
+            "machine (when its CPU is the target's)",
+        ) from None
+    try:
+        ensure_image(client, image, target.docker_platform, log)
+        yield _Image(client, image, target)
+    finally:
+        client.close()
+
+
+def lay_out(artifact: Artifact, unpacked: Path, python: str) -> Path:
+    """Unpack ``artifact`` as Lambda does (a layer under opt/, function code under var/task/); its root."""
+    (unpacked / "opt").mkdir(parents=True, exist_ok=True)
+    task = unpacked / "var" / "task"
+    task.mkdir(parents=True, exist_ok=True)
+    layer = artifact.kind == "layer" or (artifact.kind == "tree" and (artifact.path / "python").is_dir())
+    root = unpacked / "opt" if layer else task
+    if artifact.is_zip:
+        unpack(artifact, root)
+    else:
+        shutil.copytree(artifact.path, root, dirs_exist_ok=True, symlinks=True)
+    return root
+
+
 def smoke_import(
     artifacts: list[Artifact],
     target: Target,
@@ -245,48 +324,12 @@ def smoke_import(
     log: Log = print,
 ) -> list[SmokeResult]:
     """Import every top-level module of each layer or fat zip; report the failures."""
-    executable = host_python(target.python, target.machine) if runner in ("auto", "host") else None
-    if runner == "host" and executable is None:
-        raise LambdaBuildError(
-            f"no python{target.python} for {target.machine} on this machine to smoke-import with",
-            "install that Python, or let the check run in the Lambda image (runner auto or docker)",
-        )
-    client = None
-    try:
-        if executable is not None:
-            run = _Host(executable, target.python)
-        else:
-            from .config import DEFAULT_IMAGE
-            from .docker_install import connect, ensure_image
-
-            image = (image or DEFAULT_IMAGE).format(python=target.python, arch=target.arch)
-            try:
-                client = connect()
-            except LambdaBuildError as exc:
-                why = ("the smoke import runs in the Lambda image (runner docker)" if runner == "docker" else
-                       f"no python{target.python} for {target.machine} on this machine, so the smoke import "
-                       "must run in the Lambda image")
-                raise LambdaBuildError(
-                    f"{why}, but {exc.problem}",
-                    f"start Docker (or set DOCKER_HOST), or install python{target.python} to check on this "
-                    "machine (when its CPU is the target's)",
-                ) from None
-            ensure_image(client, image, target.docker_platform, log)
-            run = _Image(client, image, target)
-        results = []
+    results = []
+    with interpreter(target, runner=runner, image=image, log=log) as run:
         for artifact in artifacts:
             with tempfile.TemporaryDirectory(prefix="hatch-lambda-smoke-") as scratch:
                 unpacked = Path(scratch)
-                (unpacked / "opt").mkdir()
-                task = unpacked / "var" / "task"
-                task.mkdir(parents=True)
-                layer = artifact.kind == "layer" or (artifact.kind == "tree" and (artifact.path / "python").is_dir())
-                if artifact.is_zip:
-                    unpack(artifact, unpacked / "opt" if layer else task)
-                else:
-                    shutil.copytree(artifact.path, unpacked / "opt" if layer else task, dirs_exist_ok=True,
-                                    symlinks=True)
-                root = unpacked / "opt" if layer else task
+                root = lay_out(artifact, unpacked, target.python)
                 found = {m for d in dependency_roots(root, target.python) for m in top_level_modules(d)}
                 # a module the build put in but that is gone now is imported too, and fails
                 found = sorted(found | recorded_modules(artifact.section))
@@ -296,10 +339,7 @@ def smoke_import(
                 if result.modules:
                     result.failures = _run(run, unpacked, result.modules)
                 results.append(result)
-        return results
-    finally:
-        if client is not None:
-            client.close()
+    return results
 
 
 def failure_error(results: list[SmokeResult]) -> LambdaBuildError | None:

@@ -295,6 +295,13 @@ def _parse(text: str, where: Path) -> Requirement:
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
+        # uv (like pip) takes ``name @ url; marker``, which PEP 508 wants written ``name @ url ; marker``.
+        url, semicolon, marker = text.partition(";")
+        if " @ " in url and semicolon:
+            try:
+                return Requirement(f"{url.rstrip()} ; {marker.lstrip()}")
+            except InvalidRequirement:
+                pass
         raise LambdaBuildError(f"{where}: invalid requirement {text!r}: {exc}") from None
 
 

@@ -12,6 +12,7 @@ from functools import cached_property
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.version import Version
 
 from .errors import LambdaBuildError
 from .runtimes import RETIRED, RUNTIMES, Runtime
@@ -25,7 +26,12 @@ LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): 
 
 
 def check_python(python: str) -> str:
+    """A runtime's version, ``3.12``, or one with the patch release it runs, ``3.12.11`` (for when AWS has
+    moved the runtime past the patch release :mod:`.runtimes` knows)."""
     if python in RUNTIMES:
+        return python
+    series, _, micro = python.rpartition(".")
+    if series in RUNTIMES and micro.isdigit() and python.count(".") == 2:
         return python
     if python in RETIRED:
         raise LambdaBuildError(
@@ -51,9 +57,24 @@ class Target:
 
     python: str
     arch: str = "x86_64"
+    patch: str | None = None  # the patch release, when not the one the runtime table names
 
     def __post_init__(self) -> None:
         check_python(self.python)
+        if self.python.count(".") == 2:  # "3.12.11": runtime 3.12 at that patch release
+            object.__setattr__(self, "patch", self.python)
+            object.__setattr__(self, "python", self.python.rpartition(".")[0])
+        if self.patch is not None and not self.patch.startswith(self.python + "."):
+            raise LambdaBuildError(f"patch release {self.patch!r} is not one of python {self.python}")
+        if self.patch is not None:
+            known = self.runtime_info.patch
+            if Version(self.patch) < Version(known):
+                raise LambdaBuildError(
+                    f"python {self.patch} is older than the {known} that Lambda's {self.runtime} runs",
+                    f'set python = "{self.python}", or a patch release of it that Lambda runs now',
+                )
+            if self.patch == known:
+                object.__setattr__(self, "patch", None)
         object.__setattr__(self, "arch", check_arch(self.arch))
 
     @property
@@ -90,7 +111,7 @@ class Target:
     @property
     def full_version(self) -> str:
         """The version ``python_full_version`` markers compare against: the patch release Lambda runs."""
-        return self.runtime_info.patch
+        return self.patch or self.runtime_info.patch
 
     @cached_property
     def marker_environment(self) -> dict[str, str]:
@@ -152,7 +173,8 @@ class Target:
 
     def describe(self) -> str:
         major, minor = self.glibc
-        return f"python {self.python} {self.arch} ({self.os_release}, glibc {major}.{minor})"
+        patch = f" ({self.patch})" if self.patch else ""
+        return f"python {self.python}{patch} {self.arch} ({self.os_release}, glibc {major}.{minor})"
 
 
 def allowed_runtimes(spec: SpecifierSet) -> list[str]:
