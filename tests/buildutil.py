@@ -316,7 +316,7 @@ def find_python(version: str) -> str:
 
 BOOTSTRAP = r"""
 import importlib, json, os, sys, sysconfig
-paths, roots, module, event, code = json.loads(sys.argv[1])
+paths, roots, module, event, code, attribute = json.loads(sys.argv[1])
 sys.path[:0] = paths
 host = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
 stdlib = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
@@ -327,7 +327,7 @@ def under(path, directories):
 
 namespace = {}
 if module:
-    result = importlib.import_module(module).handler(event, None)
+    result = getattr(importlib.import_module(module), attribute)(event, None)
 else:
     exec(code, namespace)
     result = namespace.get("result")
@@ -394,6 +394,8 @@ def run_python(
     code: str | None = None,
     roots: list[str] | None = None,
     check: bool = True,
+    environment: dict[str, str] | None = None,
+    attribute: str = "handler",
 ) -> LambdaRun:
     """Import ``module`` and call ``handler(event, None)`` (or exec ``code``, which sets ``result``).
 
@@ -402,8 +404,10 @@ def run_python(
     module loaded from outside ``roots`` and the standard library is a leak and
     fails the run.
     """
-    payload = json.dumps([paths, roots if roots is not None else paths, module, event if event is not None else {}, code])
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC", "HOME": paths[0]}
+    payload = json.dumps([paths, roots if roots is not None else paths, module, event if event is not None else {}, code,
+                          attribute])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC", "HOME": paths[0],
+           **(environment or {})}
     process = subprocess.run(
         [find_python(python), "-I", "-S", "-B", "-c", BOOTSTRAP, payload],
         capture_output=True,
@@ -424,16 +428,19 @@ def run_python(
     return LambdaRun(report["result"], report["loaded"], process)
 
 
-def invoke(root: LambdaRoot, module: str, event: object = None) -> LambdaRun:
-    """Call ``module.handler`` with the layer and function of ``root`` on sys.path."""
-    return run_python(root.python, root.sys_path, module=module, event=event, roots=[str(root.root)])
+def invoke(root: LambdaRoot, module: str, event: object = None, *, attribute: str = "handler",
+           environment: dict[str, str] | None = None) -> LambdaRun:
+    """Call ``module.<attribute>`` with the layer and function of ``root`` on sys.path."""
+    return run_python(root.python, root.sys_path, module=module, event=event, roots=[str(root.root)],
+                      attribute=attribute, environment=environment)
 
 
 def invoke_fat(fat_zip: Path, directory: Path, python: str, module: str, event: object = None,
-               check: bool = True) -> LambdaRun:
+               check: bool = True, *, attribute: str = "handler") -> LambdaRun:
     """Unzip a fat zip alone into ``directory/var/task`` and call the handler from there only."""
     root = lambda_root(directory, python, function=fat_zip)
-    return run_python(python, [str(root.task)], module=module, event=event, roots=[str(root.root)], check=check)
+    return run_python(python, [str(root.task)], module=module, event=event, roots=[str(root.root)], check=check,
+                      attribute=attribute)
 
 
 # --------------------------------------------------------------------------

@@ -98,3 +98,16 @@ def _largest(packs: list[Pack]) -> list[tuple[str, int]]:
     out = [(f"{p.name} {p.version}", p.installed_bytes) for p in packs]
     out.sort(key=lambda item: (-item[1], item[0]))
     return out
+
+
+def merge_zips(parts: list[Zips]) -> Zips:
+    """The zips of several groups of functions built apart, as one target's."""
+    pruned = PruneReport.total(part.pruned for part in parts)
+    largest = sorted({item for part in parts for item in part.largest}, key=lambda item: (-item[1], item[0]))
+    findings = list(dict.fromkeys(finding for part in parts for finding in part.audit.findings))
+    contents: dict[str, dict] = {}
+    for part in parts:
+        for name, info in part.contents.items():
+            contents.setdefault(name, info)
+    return Zips([w for part in parts for w in part.written], [c for part in parts for c in part.checks], largest,
+                pruned, AuditReport(findings=findings), contents)

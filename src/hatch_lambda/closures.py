@@ -38,9 +38,25 @@ class Plan:
     #: What lambda-fat leaves out by default because the Lambda runtime provides it (boto3 and what only it
     #: needs), as the lock pins it; computed only when a handler is to be imported.
     provided: tuple[Distribution, ...] = ()
+    #: Each root's own resolution (lambda-fat builds them apart when they disagree on a version).
+    roots: tuple[Resolution, ...] = ()
 
     def closure(self, function: str) -> frozenset[str]:
         return next(f.distributions for f in self.functions if f.name == function)
+
+    @property
+    def disagrees(self) -> bool:
+        """Two roots need two versions (or sources) of one distribution."""
+        names = [dist.name for dist in self.resolution.distributions]
+        return len(names) != len(set(names))
+
+    def split(self) -> list[Plan]:
+        """One plan per root, with its own functions (to build fat zips whose closures disagree)."""
+        return [
+            Plan(resolution, tuple(f for f in self.functions if f.root == resolution.root), self.provided,
+                 (resolution,))
+            for resolution in self.roots
+        ]
 
 
 def plan(config: LambdaConfig, project_dir: Path, cache: Path | None) -> Plan:
@@ -72,7 +88,8 @@ def plan(config: LambdaConfig, project_dir: Path, cache: Path | None) -> Plan:
         functions.append(FunctionRoot(function.name, resolution.root, directory,
                                       frozenset(d.name for d in resolution.distributions)))
     first = next(iter(roots.values()))
-    union = _union(list(roots.values()), functions)
+    # A layer holds one version of each distribution; fat zips each hold their own.
+    union = _union(list(roots.values()), functions, strict=config.kind != FAT)
     provided: tuple[Distribution, ...] = ()
     if config.kind == FAT and config.exclude_is_default and any(f.handler for f in config.functions):
         everything = [
@@ -81,7 +98,7 @@ def plan(config: LambdaConfig, project_dir: Path, cache: Path | None) -> Plan:
             for key in roots
         ]
         kept = {d.name for d in union}
-        provided = tuple(d for d in _union(everything, functions) if d.name not in kept)
+        provided = tuple(d for d in _union(everything, functions, strict=False) if d.name not in kept)
     return Plan(
         Resolution(
             lock_path=first.lock_path,
@@ -95,16 +112,21 @@ def plan(config: LambdaConfig, project_dir: Path, cache: Path | None) -> Plan:
         ),
         tuple(functions),
         provided,
+        tuple(roots.values()),
     )
 
 
-def _union(resolutions: list[Resolution], functions: list[FunctionRoot]) -> tuple[Distribution, ...]:
-    """Every root's distributions once; two roots needing two versions of one is an error."""
+def _union(resolutions: list[Resolution], functions: list[FunctionRoot], *, strict: bool) -> tuple[Distribution, ...]:
+    """Every root's distributions once; with ``strict``, two roots needing two versions of one is an error."""
     chosen: dict[str, tuple[Distribution, str]] = {}
+    others: set[Distribution] = set()
     for resolution in resolutions:
         for dist in resolution.distributions:
             other, other_root = chosen.setdefault(dist.name, (dist, resolution.root))
             if (other.version, other.source_kind, other.source) == (dist.version, dist.source_kind, dist.source):
+                continue
+            if not strict:
+                others.add(dist)
                 continue
 
             def users(root: str) -> str:
@@ -117,4 +139,4 @@ def _union(resolutions: list[Resolution], functions: list[FunctionRoot]) -> tupl
                 "build them as lambda-fat (each fat zip holds its own function's closure), or give them "
                 "separate layers",
             )
-    return tuple(sorted((dist for dist, _ in chosen.values()), key=lambda d: (d.name, d.version)))
+    return tuple(sorted({dist for dist, _ in chosen.values()} | others, key=lambda d: (d.name, d.version)))

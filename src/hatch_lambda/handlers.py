@@ -45,7 +45,8 @@ report = {"ok": False}
 try:
     loaded = importlib.import_module(module)
 except BaseException as exc:
-    frames = traceback.extract_tb(exc.__traceback__)
+    # the innermost frame in the artifacts' own code, not the standard library's
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(tuple(paths))]
     report.update(stage="import", error=(type(exc).__name__ + ": " + str(exc)).strip(),
                   missing=getattr(exc, "name", None) if isinstance(exc, ImportError) else None,
                   line=(frames[-1].filename + ":" + str(frames[-1].lineno)) if frames else None)
@@ -74,7 +75,8 @@ class HandlerJob:
 class Proof:
     function: str
     handler: str
-    how: str  # "imported with python3.12 (/usr/bin/python3.12)", "imported in IMAGE", "checked statically"
+    how: str  # for the build output: "imported with python3.12 (/usr/bin/python3.12)", ...
+    method: str  # for the manifest, the same on every machine: "imported", "imported in IMAGE", "static"
 
 
 def lambda_environment(function: Function, target: Target, task: str) -> dict[str, str]:
@@ -117,8 +119,10 @@ def prove_handlers(
             for job in jobs:
                 failure = _import_check(run, job, target, runtime_extra)
                 if failure is None:
-                    how = f"imported with {run.description}" if isinstance(run, _Host) else f"imported in {run.image}"
-                    proofs.append(Proof(job.function.name, job.function.handler, how))
+                    on_host = isinstance(run, _Host)
+                    how = f"imported with {run.description}" if on_host else f"imported in {run.image}"
+                    proofs.append(Proof(job.function.name, job.function.handler, how,
+                                        "imported" if on_host else f"imported in {run.image}"))
                 else:
                     failures.append(failure)
     except LambdaBuildError as exc:
@@ -128,7 +132,8 @@ def prove_handlers(
         for job in jobs:
             failure = _static_check(job, target)
             if failure is None:
-                proofs.append(Proof(job.function.name, job.function.handler, "checked statically"))
+                proofs.append(Proof(job.function.name, job.function.handler, "checked statically (not imported)",
+                                    "static"))
             else:
                 failures.append(failure)
     if failures:
@@ -167,7 +172,10 @@ def _import_check(run: _Host | _Image, job: HandlerJob, target: Target, runtime_
         where = f" (at {_short(report['line'], scratch)})" if report.get("line") else ""
         hint = ""
         if missing:
-            hint = (f"; {missing} is not in the artifacts: add the distribution that provides it to the project's "
+            found = _locate(missing, _names(job.code), target)
+            hint = (f"; {missing} is at {found[0]} in {job.code.name}, where Lambda does not look: add sources = "
+                    f"[\"{found[1]}\"] to functions.{function.name}" if found else
+                    f"; {missing} is not in the artifacts: add the distribution that provides it to the project's "
                     "dependencies and run `uv lock`")
         return f"{_label(job)}: importing {function.handler_module} failed: {report['error']}{where}{hint}"
     if report["stage"] == "attribute":
@@ -213,17 +221,23 @@ def _names(path: Path) -> list[str]:
         return [name for name in archive.namelist() if not name.endswith("/")]
 
 
+def _locate(module: str, names: list[str], target: Target) -> tuple[str, str] | None:
+    """(file, directory prefix) of ``module`` deeper in a zip than Lambda looks, if it is there."""
+    for candidate in _module_files(module, target.python, target.machine):
+        for name in sorted(names, key=len):
+            if name.endswith("/" + candidate):
+                return name, name[: -len(candidate)].rstrip("/")
+    return None
+
+
 def _not_found(job: HandlerJob, target: Target) -> str:
     """Module not where Lambda looks: where it is instead, and the option that would put it right."""
     module = job.function.handler_module
-    wanted = _module_files(module, target.python, target.machine)
     names = _names(job.code)
-    for candidate in wanted:
-        for name in sorted(names, key=len):
-            if name.endswith("/" + candidate):
-                prefix = name[: -len(candidate)].rstrip("/")
-                return (f"module {module} is not where Lambda looks (the root of {job.code.name}): it is at {name} "
-                        f"in the zip; add sources = [\"{prefix}\"] to functions.{job.function.name}")
+    found = _locate(module, names, target)
+    if found:
+        return (f"module {module} is not where Lambda looks (the root of {job.code.name}): it is at {found[0]} "
+                f"in the zip; add sources = [\"{found[1]}\"] to functions.{job.function.name}")
     top = sorted({name.split("/", 1)[0] for name in names})
     return (f"no module {module} in {job.code.name}" + (" or the layer" if job.layer else "")
             + f" (the zip's top level holds: {', '.join(top[:10])}{', ...' if len(top) > 10 else ''})")

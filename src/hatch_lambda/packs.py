@@ -278,12 +278,4 @@ def audit_packs(packs: list[Pack], target: Target) -> AuditReport:
 
 
 def pruned_total(packs: list[Pack]) -> PruneReport:
-    total = PruneReport()
-    for pack in packs:
-        total.files += pack.pruned.files
-        total.bytes += pack.pruned.bytes
-        for rule, size in pack.pruned.by_rule.items():
-            total.by_rule[rule] = total.by_rule.get(rule, 0) + size
-        total.removed.extend(pack.pruned.removed)
-    total.removed.sort()
-    return total
+    return PruneReport.total(pack.pruned for pack in packs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from .archive import Entry, WrittenZip, tree_entries, write_zip
 from .audit import MB, AuditReport, SizeCheck, audit_root, check_sizes, enforce, owners, sizes_by_distribution
 from .cache import cache_dir
-from .cached_build import Zips, cached_zips
+from .cached_build import Zips, cached_zips, merge_zips
 from .closures import Plan, plan
 from .config import FAT, LAYER, Function, LambdaConfig
 from .contents import contents, staged_sizes
@@ -79,11 +79,14 @@ def build(
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     try:
-        if not no_cache and eligible(config, resolution):
-            # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
-            zips = cached_zips(config, closures, function_files, scratch, cache_dir(), log)
+        if config.kind == FAT and closures.disagrees:
+            # Roots that need two versions of one distribution: each group of fat zips on its own.
+            parts = [_zips(config, part, {f.name: function_files[f.name] for f in part.functions},
+                           scratch / f"root-{number}", no_cache, log)
+                     for number, part in enumerate(closures.split())]
+            zips = merge_zips(parts)
         else:
-            zips = _staged_zips(config, closures, function_files, scratch, log)
+            zips = _zips(config, closures, function_files, scratch, no_cache, log)
         pruned = zips.pruned
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
@@ -121,6 +124,15 @@ def build(
         claimed.release()
 
 
+def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], scratch: Path,
+          no_cache: bool, log: Log) -> Zips:
+    scratch.mkdir(parents=True, exist_ok=True)
+    if not no_cache and eligible(config, closures.resolution):
+        # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
+        return cached_zips(config, closures, function_files, scratch, cache_dir(), log)
+    return _staged_zips(config, closures, function_files, scratch, log)
+
+
 def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], scratch: Path, log: Log,
            warn: Log) -> dict[str, Proof]:
     """Every handler a function names, imported from the zips just written (see :mod:`.handlers`)."""
@@ -138,12 +150,16 @@ def _zip_name(config: LambdaConfig, function: Function) -> str:
     return f"{function.name}.zip" if config.kind == LAYER else f"{function.name}-fat.zip"
 
 
+def _size(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size < MB else f"{size / MB:.1f} MB"
+
+
 def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
-    """Each artifact's zipped and unzipped size beside Lambda's limits."""
+    """Each artifact's zipped and unzipped size beside Lambda's limits (a function's unzipped counts its layer)."""
     width = max(len(check.artifact) for check in checks)
     for check in checks:
-        log(f"  {check.artifact:<{width}}  {check.zipped / MB:7.1f} MB zipped (limit {config.max_zipped_mb:g})"
-            f"  {check.unzipped / MB:7.1f} MB unzipped (limit {config.max_unzipped_mb:g})")
+        log(f"  {check.artifact:<{width}}  {_size(check.zipped):>8} zipped of {config.max_zipped_mb:g} MB"
+            f"  {_size(check.unzipped):>8} unzipped of {config.max_unzipped_mb:g} MB")
 
 
 def _staged_zips(
@@ -238,7 +254,7 @@ def _manifest(config: LambdaConfig, closures: Plan, written: list[WrittenZip], p
             "layers": ["layer.zip"] if config.kind == LAYER else [],
             "package": root.root,
             "distributions": sorted(root.distributions),
-            "handler_check": proof.how if proof else None,
+            "handler_check": proof.method if proof else None,
         }
     section = {
         "python": target.python,

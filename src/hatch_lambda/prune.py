@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,19 @@ class PruneReport:
     bytes: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)  # rule -> bytes
     removed: list[str] = field(default_factory=list)  # posix paths, sorted
+
+    @classmethod
+    def total(cls, reports: Iterable[PruneReport]) -> PruneReport:
+        """Several reports (one per distribution, or per group of zips) as one."""
+        out = cls()
+        for report in reports:
+            out.files += report.files
+            out.bytes += report.bytes
+            for rule, size in report.by_rule.items():
+                out.by_rule[rule] = out.by_rule.get(rule, 0) + size
+            out.removed.extend(report.removed)
+        out.removed.sort()
+        return out
 
     def add(self, rule: str, path: str, size: int) -> None:
         self.files += 1

@@ -1,0 +1,264 @@
+"""Functions as Lambda sees them: handlers proven at build time, hatch's ``sources``, a workspace member each.
+
+- ``cdk-app``: the CDK/SAM layout, handler modules straight in ``src/`` with the
+  wheel target's ``packages = ["src"]``; ``sources = ["src"]`` in each function's
+  table puts them where Lambda imports from.
+- ``services-app``: a serverless monorepo, one workspace member per function
+  plus a shared library; each fat zip holds only its own function's closure,
+  the layer holds their union.
+
+Every build runs ``python -m hatchling build`` in a subprocess; every handler is
+then called from the unzipped artifacts the way Lambda lays them out.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from buildutil import (
+    FAT,
+    LAYER,
+    assert_failed_cleanly,
+    configure,
+    copy_fixture,
+    digests,
+    edit_pyproject,
+    hatchling_build,
+    invoke,
+    invoke_fat,
+    lambda_root,
+    manifest,
+    target_table,
+    zip_files,
+)
+
+pytestmark = pytest.mark.network
+
+ORDERS = {"order": 7, "greeting": "hello from shared", "six": "1.17.0"}
+
+
+@pytest.fixture(scope="module")
+def cdk(tmp_path_factory, cache):
+    project = copy_fixture("cdk-app", tmp_path_factory.mktemp("cdk"))
+    return hatchling_build(project, LAYER, cache=cache)
+
+
+def test_cdk_layout_with_sources_runs_from_the_artifacts(cdk, tmp_path):
+    assert zip_files(cdk.out("orders.zip")) == {"orders.py", "users.py", "shared/__init__.py"}
+    root = lambda_root(tmp_path / "orders", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("orders.zip"))
+    assert invoke(root, "orders", {"id": 7}).result == ORDERS
+    users = lambda_root(tmp_path / "users", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("users.zip"))
+    result = invoke(users, "users", environment={"TABLE_NAME": "users"}).result
+    assert result == {"table": "users", "greeting": "hello from shared"}
+    # The build proved both before putting them in place, with this machine's python3.11.
+    assert "handler orders.handler of orders: imported with python3.11" in cdk.output
+    assert "handler users.handler of users: imported with python3.11" in cdk.output
+
+
+def test_the_manifest_says_what_terraform_sam_and_the_cdk_need(cdk):
+    section = manifest(cdk.out())["targets"][LAYER]
+    artifacts = {a["file"]: a for a in section["artifacts"]}
+    orders = section["functions"]["orders"]
+    assert orders == {
+        "filename": "orders.zip",
+        "source_code_hash": artifacts["orders.zip"]["sha256_base64"],
+        "handler": "orders.handler",
+        "runtime": "python3.11",
+        "architectures": ["x86_64"],
+        "layers": ["layer.zip"],
+        "package": "cdk-app",
+        "distributions": ["six"],
+        "handler_check": "imported",
+    }
+    assert section["layer"] == {
+        "filename": "layer.zip",
+        "source_code_hash": artifacts["layer.zip"]["sha256_base64"],
+        "compatible_runtimes": ["python3.11"],
+        "compatible_architectures": ["x86_64"],
+    }
+
+
+def test_the_build_summary_shows_each_artifact_beside_its_limits(cdk):
+    lines = [line.strip() for line in cdk.output.splitlines() if "zipped of" in line]
+    assert [line.split()[0] for line in lines] == ["layer.zip", "orders.zip", "users.zip"]
+    for line in lines:
+        assert "zipped of 50 MB" in line and "unzipped of 250 MB" in line
+    assert lines[1].startswith("orders.zip with layer.zip")
+
+
+def _functions(project, **changes):
+    def change(data):
+        functions = target_table(data)["functions"]
+        for name, table in changes.items():
+            if table is None:
+                functions.pop(name)
+            else:
+                functions[name] = table
+
+    edit_pyproject(project, change)
+
+
+@pytest.mark.parametrize(
+    "orders, needles",
+    [
+        ({"handler": "orders.handler"},  # no sources: the module is under src/ in the zip
+         ['function \'orders\', handler \'orders.handler\': module orders is not where Lambda looks (the root of '
+          'orders.zip): it is at src/orders.py in the zip; add sources = ["src"] to functions.orders']),
+        ({"handler": "orders.handle", "sources": ["src"]},
+         ["function 'orders', handler 'orders.handle': module orders (/var/task/orders.py) has no 'handle'; "
+          "it defines greeting, handler, six"]),
+        ({"handler": "orders.six", "sources": ["src"]},
+         ["function 'orders', handler 'orders.six': orders.six is a module, not a function Lambda can call"]),
+        ({"handler": "billing.handler", "sources": ["src"]},
+         ["function 'orders', handler 'billing.handler': no module billing in orders.zip or the layer "
+          "(the zip's top level holds: orders.py, shared, users.py)"]),
+        ({"handler": "src.orders.handler"},
+         ["importing src.orders failed: ModuleNotFoundError: No module named 'shared' (at /var/task/src/orders.py:3)",
+          'shared is at src/shared/__init__.py in orders.zip, where Lambda does not look: add sources = ["src"] '
+          "to functions.orders"]),
+    ],
+    ids=["no-sources", "no-such-attribute", "not-callable", "no-such-module", "import-error"],
+)
+def test_a_wrong_handler_is_refused_and_the_previous_artifacts_stay(cdk, tmp_path, cache, orders, needles):
+    project = copy_fixture("cdk-app", tmp_path)
+    hatchling_build(project, LAYER, cache=cache)
+    before = digests(project / "dist" / "lambda")
+    _functions(project, orders=orders)
+    build = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, "hatch-lambda: a function's handler cannot be loaded the way Lambda loads it",
+                          *needles)
+    assert "function 'users'" not in build.output  # the good one is not named
+    assert digests(project / "dist" / "lambda") == before
+
+
+def test_the_handler_import_sees_the_function_environment(tmp_path, cache):
+    project = copy_fixture("cdk-app", tmp_path)
+    _functions(project, users={"handler": "users.handler", "sources": ["src"]})  # no TABLE_NAME
+    build = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, "function 'users', handler 'users.handler': importing users failed: "
+                                 "KeyError: 'TABLE_NAME' (at /var/task/users.py:5)")
+
+
+def test_a_flat_project_without_a_selection_is_told_what_to_ship(tmp_path, cache):
+    project = copy_fixture("cdk-app", tmp_path)
+    for module in ("orders.py", "users.py"):
+        (project / "src" / module).rename(project / module)
+
+    def flat(data):
+        del data["tool"]["hatch"]["build"]["targets"]["wheel"]
+        target_table(data)["functions"] = {"orders": {"handler": "orders.handler"}}
+
+    edit_pyproject(project, flat)
+    build = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, "cannot select the code of function 'orders'",
+                          "the handler's module is orders.py: set only-include = [\"orders.py\"] for orders")
+
+
+def test_a_handler_is_checked_statically_when_no_interpreter_can_import_it(tmp_path, cache):
+    """arm64 here with no Docker engine: the module file and its name are checked, with a warning."""
+    project = copy_fixture("cdk-app", tmp_path)
+    configure(project, arch="arm64")
+    build = hatchling_build(project, LAYER, cache=cache)
+    assert "warning: the handlers were checked statically, not imported" in build.output
+    assert "handler orders.handler of orders: checked statically (not imported)" in build.output
+    assert manifest(build.out())["targets"][LAYER]["functions"]["orders"]["handler_check"] == "static"
+    before = digests(build.out())
+    _functions(project, orders={"handler": "orders.handle", "sources": ["src"]})
+    failed = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(failed, "function 'orders', handler 'orders.handle': orders.py in orders.zip defines no "
+                                  "'handle' at its top level")
+    _functions(project, orders={"handler": "orders.handler"})
+    failed = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(failed, "it is at src/orders.py in the zip; add sources = [\"src\"] to functions.orders")
+    assert digests(build.out()) == before
+
+
+# --------------------------------------------------------------------------
+# a workspace member per function
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, cache):
+    project = copy_fixture("services-app", tmp_path_factory.mktemp("services"))
+    return hatchling_build(project, LAYER, FAT, cache=cache)
+
+
+API = {"host": "xn--bcher-kva.example", "tag": "api@common-1.0.0", "has_dateutil": False}
+WORKER = {"year": 2026, "tag": "worker@common-1.0.0", "has_idna": False}
+
+
+def test_each_fat_zip_holds_only_its_own_function_closure(services, tmp_path):
+    section = manifest(services.out())["targets"][FAT]
+    assert section["functions"]["api"]["distributions"] == ["common", "idna"]
+    assert section["functions"]["worker"]["distributions"] == ["common", "python-dateutil", "tzdata"]
+    api = {name.split("/", 1)[0] for name in zip_files(services.out("api-fat.zip"))}
+    worker = {name.split("/", 1)[0] for name in zip_files(services.out("worker-fat.zip"))}
+    assert "idna" in api and "dateutil" not in api and "api_svc" in api and "worker_svc" not in api
+    assert "dateutil" in worker and "idna" not in worker and "worker_svc" in worker and "api_svc" not in worker
+    assert invoke_fat(services.out("api-fat.zip"), tmp_path / "api", "3.12", "api_svc.handler").result == API
+    assert invoke_fat(services.out("worker-fat.zip"), tmp_path / "worker", "3.12", "worker_svc.main",
+                      attribute="run").result == WORKER
+
+
+def test_the_layer_holds_the_union_and_each_slim_zip_its_member_code(services, tmp_path):
+    section = manifest(services.out())["targets"][LAYER]
+    assert [d["name"] for d in section["distributions"]] == ["common", "idna", "python-dateutil", "tzdata"]
+    assert zip_files(services.out("api.zip")) == {"api_svc/__init__.py", "api_svc/handler.py"}
+    assert zip_files(services.out("worker.zip")) == {"worker_svc/__init__.py", "worker_svc/main.py"}
+    api = lambda_root(tmp_path / "api", "3.12", layer=services.out("layer.zip"), function=services.out("api.zip"))
+    assert invoke(api, "api_svc.handler").result == {**API, "has_dateutil": True}  # the layer has the worker's too
+    worker = lambda_root(tmp_path / "worker", "3.12", layer=services.out("layer.zip"),
+                         function=services.out("worker.zip"))
+    assert invoke(worker, "worker_svc.main", attribute="run").result == {**WORKER, "has_idna": True}
+    assert section["functions"]["worker"]["package"] == "worker-svc"
+
+
+def test_functions_whose_members_need_two_versions_cannot_share_a_layer(tmp_path, cache):
+    project = copy_fixture("services-app", tmp_path)
+    worker = project / "services" / "worker" / "pyproject.toml"
+    worker.write_text(worker.read_text().replace('"python-dateutil>=2.9"', '"python-dateutil>=2.9", "idna<3.8"'))
+    api = project / "services" / "api" / "pyproject.toml"
+    api.write_text(api.read_text().replace('"idna>=3.7"', '"idna>=3.10"'))
+    # uv resolves one idna for the workspace unless the members are declared as conflicting.
+    root = project / "pyproject.toml"
+    root.write_text(root.read_text().replace(
+        '[tool.uv.workspace]', '[tool.uv]\nconflicts = [[{ package = "api-svc" }, { package = "worker-svc" }]]\n\n'
+                               '[tool.uv.workspace]'))
+    from buildutil import uv_lock
+
+    uv_lock(project)
+    build = hatchling_build(project, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, "function api (from api-svc) needs idna==", "and function worker (from worker-svc) "
+                                 "needs idna==3.7", "but one layer holds one version of a package", "lambda-fat")
+    fat = hatchling_build(project, FAT, cache=cache)
+    versions = {name for name in zip_files(fat.out("api-fat.zip")) if name.startswith("idna-")}
+    assert versions and not any("idna-3.7" in n for n in versions)
+
+
+def test_a_function_without_package_keeps_the_project_as_its_root(tmp_path, cache):
+    project = copy_fixture("workspace-app", tmp_path)
+    build = hatchling_build(project, LAYER, cache=cache)
+    functions = manifest(build.out())["targets"][LAYER]["functions"]
+    assert functions["api"]["package"] == "wsapp" and functions["api"]["handler"] is None
+    assert functions["api"]["handler_check"] is None
+
+
+def test_requirements_per_member_agree_with_uv_export(tmp_path):
+    from buildutil import uv_command
+    from conftest import run_cli
+
+    project = copy_fixture("services-app", tmp_path)
+    for member in ("api-svc", "worker-svc", "common"):
+        ours = run_cli("requirements", str(project), "--python", "3.12", "--package", member)
+        assert ours.returncode == 0, ours.stderr
+        theirs = __import__("subprocess").run(
+            [*uv_command(), "export", "--frozen", "--no-hashes", "--no-header", "--no-annotate", "--no-emit-project",
+             "--no-editable", "--no-default-groups", "--package", member],
+            cwd=project, capture_output=True, text=True, check=True)
+        exported = sorted(line.split(" ;")[0].removeprefix("./").replace("libs/common", "common==1.0.0")
+                          for line in theirs.stdout.splitlines() if line.strip())
+        assert sorted(ours.stdout.split()) == exported, (member, ours.stdout, theirs.stdout)
+    refused = run_cli("requirements", str(project), "--python", "3.12", "--package", "idna")
+    assert refused.returncode == 2
+    assert "'idna' is not a member of the workspace" in refused.stderr
+    assert "members: api-svc, common, services, worker-svc" in refused.stderr
