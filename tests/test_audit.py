@@ -241,6 +241,7 @@ def test_check_sizes_warn_and_off():
     checks = [SizeCheck("x-fat.zip", 60 * MB, 10 * MB)]
     check_sizes(checks, max_zipped_mb=50, max_unzipped_mb=250, largest=LARGEST, mode="warn", warn=warnings.append)
     assert len(warnings) == 1 and warnings[0].startswith("warning: x-fat.zip is 60.0 MB zipped (limit 50 MB)")
+    assert "size-check" not in warnings[0]  # it is already set to "warn": no advice to set it
     check_sizes(checks, max_zipped_mb=50, max_unzipped_mb=250, largest=LARGEST, mode="off", warn=warnings.append)
     assert len(warnings) == 1
 

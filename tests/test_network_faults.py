@@ -164,3 +164,60 @@ def test_build_with_a_missing_file_fails_naming_the_url(tmp_path, cache):
         assert server.served(missing) == [None]
     assert digests(project / "dist" / "lambda") == before
     assert_cache_holds_only_verified_files(empty)
+
+
+# --------------------------------------------------------------------------
+# progress of long downloads
+
+
+class _Stream:
+    """A text stream that says whether it is a terminal, and keeps what was written."""
+
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_long_download_shows_progress(tmp_path, server, monkeypatch, terminal):
+    """A periodic line in a log, one rewritten line on a terminal; a last line with what was fetched."""
+    from hatch_lambda.fetch import fetch_all
+    from hatch_lambda.progress import Progress
+
+    stream = _Stream(terminal)
+    monkeypatch.setenv("HATCH_LAMBDA_PROGRESS_INTERVAL", "0.3")
+    monkeypatch.setattr("hatch_lambda.fetch.Progress",
+                        lambda files, total: Progress(files, total, stream=stream, delay=0.5))
+    server.fault(NAME, kind="trickle", piece=len(BODY) // 10, seconds=0.2)  # about 2 s in all
+    dist = _dist(server)
+    dist = Distribution(dist.name, dist.version, dist.source_kind, dist.source,
+                        LockedFile(kind="wheel", filename=NAME, url=server.url(NAME), sha256=DIGEST, size=len(BODY)))
+    fetch_all([dist], tmp_path / "cache", tmp_path)
+    if terminal:
+        assert stream.text.count("\r") >= 3 and "\n" not in stream.text[:-1]  # one line, rewritten
+        assert stream.text.endswith("\n")
+    else:
+        lines = stream.text.splitlines()
+        assert len(lines) >= 3 and all(line.startswith("  download") for line in lines)
+        assert "\r" not in stream.text
+    assert "downloading: 0 of 1 files" in stream.text
+    assert "downloaded: 1 of 1 files, 0.3 of 0.3 MB (100 %)" in stream.text
+
+
+def test_a_quick_download_shows_nothing(tmp_path, server, monkeypatch):
+    from hatch_lambda.fetch import fetch_all
+    from hatch_lambda.progress import Progress
+
+    stream = _Stream(False)
+    monkeypatch.setattr("hatch_lambda.fetch.Progress", lambda files, total: Progress(files, total, stream=stream))
+    fetch_all([_dist(server)], tmp_path / "cache", tmp_path)
+    assert stream.text == ""

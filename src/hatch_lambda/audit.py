@@ -241,10 +241,9 @@ def check_sizes(
     message = "; ".join(over) + f"\n    largest distributions (unzipped):\n{table}"
     fix = (
         "leave big packages out with exclude-packages (or provide them in another layer); "
-        "zipped uploads over 50 MB can go through S3 (raise max-zipped-mb, 250 MB unzipped still applies); "
-        'or set size-check = "warn"'
+        "zipped uploads over 50 MB can go through S3 (raise max-zipped-mb, 250 MB unzipped still applies)"
     )
     if mode == "warn":
         warn(f"warning: {message}\n  {fix}")
         return
-    raise LambdaBuildError(message, fix)
+    raise LambdaBuildError(message, fix + '; or set size-check = "warn" to build anyway')

@@ -81,8 +81,13 @@ def download(
     policy: RetryPolicy,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int], None] | None = None,
 ) -> str:
-    """Write the body at ``url`` to ``out`` (empty, seekable); the hex sha256 of what was written."""
+    """Write the body at ``url`` to ``out`` (empty, seekable); the hex sha256 of what was written.
+
+    ``progress`` is told each chunk's length (and minus what was thrown away when starting over).
+    """
+    progress = progress or (lambda count: None)
     digest = hashlib.sha256()
     received = 0
     reason = "no attempt made"
@@ -99,6 +104,7 @@ def download(
                     # The server sent the whole body again: start over.
                     out.seek(0)
                     out.truncate()
+                    progress(-received)
                     digest, received = hashlib.sha256(), 0
                 length = response.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() else None
@@ -108,6 +114,7 @@ def download(
                         raise Stopped()
                     digest.update(chunk)
                     out.write(chunk)
+                    progress(len(chunk))
                     got += len(chunk)
                     received += len(chunk)
                 if expected is not None and got < expected:
@@ -117,6 +124,7 @@ def download(
             if exc.code == 416:  # the range asked for does not exist: start over
                 out.seek(0)
                 out.truncate()
+                progress(-received)
                 digest, received = hashlib.sha256(), 0
                 reason = f"HTTP {exc.code} {exc.reason}"
                 continue

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from .download import DownloadFailed, RetryPolicy, download
 from .errors import LambdaBuildError
-from .lock import Distribution
+from .lock import Distribution, LockedFile
+from .progress import Progress
 
 CHUNK = 1 << 20
 STALE_PART_SECONDS = 3600
@@ -50,6 +51,7 @@ def fetch_one(
     *,
     policy: RetryPolicy | None = None,
     stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """The local path of ``dist``'s chosen file, downloaded and verified if needed."""
     file = dist.file
@@ -66,7 +68,7 @@ def fetch_one(
             f"{dist.pin}: uv.lock has no sha256 for {file.filename}",
             "run `uv lock` so every file carries a hash",
         )
-    final = cache / "files" / file.sha256[:2] / file.sha256 / file.filename
+    final = cached_path(file, cache)
     if final.is_file():
         if file_sha256(final) == file.sha256:
             return final
@@ -76,7 +78,8 @@ def fetch_one(
     headers = {"User-Agent": "hatch-lambda", **_netrc_header(file.url)}
     with tempfile.NamedTemporaryFile(dir=final.parent, delete=False, suffix=".part") as out:
         try:
-            actual = download(file.url, out, headers=headers, policy=policy or RetryPolicy.from_env(), stop=stop)
+            actual = download(file.url, out, headers=headers, policy=policy or RetryPolicy.from_env(), stop=stop,
+                              progress=progress.add if progress else None)
         except DownloadFailed as exc:
             out.close()
             os.unlink(out.name)
@@ -96,7 +99,21 @@ def fetch_one(
             f"{dist.name}` and review the change",
         )
     os.replace(out.name, final)
+    if progress is not None:
+        progress.finished_one()
     return final
+
+
+def cached_path(file: LockedFile, cache: Path) -> Path:
+    """Where a file of the lock is kept in the cache, by its sha256."""
+    return cache / "files" / file.sha256[:2] / file.sha256 / file.filename
+
+
+def progress_for(dists: Iterable[Distribution], cache: Path) -> Progress:
+    """Progress of downloading what of ``dists`` the cache does not hold yet."""
+    missing = [d.file for d in dists
+               if d.file is not None and d.file.url and d.file.sha256 and not cached_path(d.file, cache).is_file()]
+    return Progress(len(missing), sum(f.size or 0 for f in missing))
 
 
 def _remove_stale_parts(directory: Path) -> None:
@@ -145,8 +162,10 @@ def fetch_all(
     policy = RetryPolicy.from_env()
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    progress = progress_for(dists, cache).__enter__()
     try:
-        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir, policy=policy, stop=stop) for d in dists}
+        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir, policy=policy, stop=stop, progress=progress)
+                   for d in dists}
         errors = []
         for dist in dists:
             try:
@@ -161,6 +180,8 @@ def fetch_all(
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        progress.__exit__(None, None, None)
     pool.shutdown(wait=True)
     if errors:
         if len(errors) == 1:

@@ -37,7 +37,7 @@ from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touc
 from .config import LambdaConfig
 from .contents import contents, staged_sizes
 from .errors import LambdaBuildError
-from .fetch import fetch_one
+from .fetch import fetch_one, progress_for
 from .install import StagedTree, Wheel, check_wheel, unpack
 from .lock import Distribution, Resolution
 from .prune import PruneReport, prune
@@ -194,8 +194,9 @@ def packs_for(
         processes.submit(int).result()
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(dists, key=lambda d: -(d.file.size or 0))
+    progress = progress_for(missing, cache)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as jobs:
+        with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
 
             def one(dist: Distribution) -> Pack:
                 key = keys[dist.name]
@@ -211,7 +212,7 @@ def packs_for(
                     if directory.exists():
                         log(f"  cached pack of {dist.pin} failed its check; building it again")
                         discard(directory)
-                    wheel = fetch_one(dist, cache, lock_dir)
+                    wheel = fetch_one(dist, cache, lock_dir, progress=progress)
                     if processes is None:
                         failure = build_and_store(config, dist, key, wheel, directory, work)
                     else:
