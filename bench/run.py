@@ -2,8 +2,9 @@
 
     python bench/run.py [--repeat N] [--skip-build] [--bump NAME==VERSION]
 
-1. Lock reading: resolving the largest fixture lock for one target, against
-   the start-up of a bare Python interpreter (``python -c pass``).
+1. Lock reading: resolving the largest lock of the fixtures and the public
+   corpus (``fixtures/corpus``) for one target, freshness check included,
+   against the start-up of the same Python interpreter (``python -c pass``).
 2. The layer of fixtures/spectra-demo (aws-lambda-powertools, pydantic,
    pydantic-settings, boto3, pyarrow; python 3.12 x86_64), every download
    already cached for every tool:
@@ -73,7 +74,8 @@ def bench_lock(repeat: int) -> None:
     from hatch_lambda.lock import resolve
     from hatch_lambda.target import Target
 
-    locks = sorted(FIXTURES.glob("*/uv.lock"), key=lambda p: p.stat().st_size)
+    # The largest lock of the fixtures and of the public corpus (fixtures/corpus): about 1.5 MB.
+    locks = sorted([*FIXTURES.glob("*/uv.lock"), *FIXTURES.glob("corpus/*/uv.lock")], key=lambda p: p.stat().st_size)
     largest = locks[-1].parent
     # In-process: what a build pays for reading the lock (imports already warm).
     resolve(largest, Target("3.12", "x86_64"))
@@ -84,10 +86,12 @@ def bench_lock(repeat: int) -> None:
         runs.append(time.perf_counter() - start)
     ours = statistics.median(runs)
     startup = statistics.median(timed([sys.executable, "-c", "pass"], cwd=ROOT) for _ in range(repeat))
+    bare = statistics.median(timed([sys.executable, "-I", "-S", "-c", "pass"], cwd=ROOT) for _ in range(repeat))
     size_kib = (largest / "uv.lock").stat().st_size / 1024
     print(f"lock read: {largest.name}/uv.lock ({size_kib:.0f} KiB, {len(resolution.distributions)} distributions)")
     print(f"  resolve() median of {repeat}: {ours * 1000:.1f} ms")
     print(f"  python -c pass median:        {startup * 1000:.1f} ms")
+    print(f"  python -I -S -c pass median:  {bare * 1000:.1f} ms (no site-packages at all)")
     print(f"  ratio resolve / start-up:     {ours / startup:.2f}")
 
 

@@ -8,10 +8,8 @@ each distribution the best file that runtime can install.
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -20,14 +18,13 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import LambdaBuildError
-from .lock_shape import check_shape
+from .lock_file import LOCAL_KINDS, SOURCE_KINDS, Lock, find_lock, may_fit, read_lock, read_toml, source_kind
+from .staleness import check_fresh as freshness
 from .markers import encode_extra, encode_group, encode_project, evaluate
 from .target import RUNTIMES, Target, allowed_runtimes
 
-SUPPORTED_LOCK_VERSIONS = (1,)
-SOURCE_KINDS = ("registry", "editable", "directory", "virtual", "path", "url", "git")
-#: Sources whose code lives in the project tree and is built, not downloaded.
-LOCAL_KINDS = ("editable", "directory", "virtual")
+__all__ = ["LOCAL_KINDS", "SOURCE_KINDS", "Lock", "find_lock", "read_lock", "read_toml", "source_kind"]
+
 
 
 @dataclass(frozen=True)
@@ -83,131 +80,6 @@ class Resolution:
 
     def names(self) -> list[str]:
         return [dist.name for dist in self.distributions]
-
-
-@dataclass
-class Lock:
-    """A parsed ``uv.lock``."""
-
-    path: Path
-    digest: str
-    data: dict
-    packages: dict[str, list[dict]] = field(default_factory=dict)
-
-    @property
-    def requires_python(self) -> str | None:
-        return self.data.get("requires-python")
-
-    @property
-    def members(self) -> list[str]:
-        return [canonicalize_name(m) for m in self.data.get("manifest", {}).get("members", [])]
-
-    def entry(self, name: str, *, version: str | None = None, source: dict | None = None, via: str = "") -> dict:
-        """The package entry an edge points at; forks carry ``version``/``source``."""
-        candidates = self.packages.get(canonicalize_name(name), [])
-        if version is not None:
-            candidates = [c for c in candidates if c.get("version") == version]
-        if source is not None:
-            candidates = [c for c in candidates if c.get("source") == source]
-        if len(candidates) != 1:
-            what = f"{name}" + (f" {version}" if version else "")
-            found = "no entry" if not candidates else f"{len(candidates)} entries"
-            raise LambdaBuildError(
-                f"{self.path}: {via or 'a dependency edge'} points at {what}, which has {found} in the lock",
-                "the lock is inconsistent; run `uv lock` to regenerate it",
-            )
-        return candidates[0]
-
-
-def find_lock(project_dir: Path) -> Path:
-    """``uv.lock`` of the project, or of the workspace that holds it."""
-    project_dir = project_dir.resolve()
-    for directory in (project_dir, *project_dir.parents):
-        candidate = directory / "uv.lock"
-        if candidate.is_file():
-            return candidate
-        if (directory / ".git").exists():
-            break
-    raise LambdaBuildError(
-        f"no uv.lock in {project_dir} or the workspace above it",
-        f"run `uv lock` in {project_dir} and commit the uv.lock it writes",
-    )
-
-
-def read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LambdaBuildError(f"{path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LambdaBuildError(f"{path}: TOML syntax error: {exc}", f"fix the syntax of {path.name}") from None
-
-
-def may_fit(filename: str, target: Target) -> bool:
-    """False when a wheel's name alone rules it out for ``target`` (cheaper than parsing its tags)."""
-    parts = filename.removesuffix(".whl").split("-")
-    if len(parts) < 5:
-        return True  # not a wheel name we understand: let the full check decide
-    interpreters, _, platforms = parts[-3:]
-    if platforms != "any" and not any(p in target.platform_set for p in platforms.split(".")):
-        return False
-    return any(i in target.interpreter_set for i in interpreters.split("."))
-
-
-def _without_foreign_wheels(text: str, target: Target) -> str:
-    """Blank out the lines of wheels that cannot fit ``target`` before parsing.
-
-    uv writes one wheel per line; most wheels of a universal lock are for
-    other systems, and parsing them is most of the cost of reading the lock.
-    Blanking keeps every line number, so syntax errors still point right.
-    """
-    lines = text.split("\n")
-    for number, line in enumerate(lines):
-        if line.startswith('    { url = "') and '.whl"' in line:
-            url = line.split('"', 2)[1]
-            if not may_fit(unquote(url.rsplit("/", 1)[-1]), target):
-                lines[number] = ""
-    return "\n".join(lines)
-
-
-def read_lock(path: Path, target: Target | None = None) -> Lock:
-    """Parse ``uv.lock``; with ``target``, wheels that cannot fit it are left out."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LambdaBuildError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-            "regenerate it with `uv lock` (and resolve any merge conflict)",
-        ) from None
-    if target is not None:
-        text = _without_foreign_wheels(text, target)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LambdaBuildError(
-            f"{path}: TOML syntax error: {exc}", "regenerate it with `uv lock` (and resolve any merge conflict)"
-        ) from None
-    version = data.get("version")
-    if version not in SUPPORTED_LOCK_VERSIONS:
-        raise LambdaBuildError(
-            f"{path}: lock file version {version!r} is not supported (hatch-lambda reads version "
-            f"{', '.join(map(str, SUPPORTED_LOCK_VERSIONS))})",
-            "regenerate the lock with a uv release that writes version 1, or upgrade hatch-lambda",
-        )
-    check_shape(data, path)
-    lock = Lock(path=path, digest=hashlib.sha256(raw).hexdigest(), data=data)
-    for package in data.get("package", []):
-        lock.packages.setdefault(canonicalize_name(package["name"]), []).append(package)
-    return lock
-
-
-def source_kind(entry: dict) -> tuple[str, str]:
-    source = entry.get("source", {})
-    for kind in SOURCE_KINDS:
-        if kind in source:
-            return kind, str(source[kind])
-    raise LambdaBuildError(f"package {entry.get('name')} has an unknown source {source!r} in uv.lock")
 
 
 def _filename(file: dict) -> str:
@@ -311,20 +183,19 @@ def resolve(
     extras = tuple(sorted({canonicalize_name(e) for e in extras}))
     groups = tuple(sorted({canonicalize_name(g) for g in groups}))
     exclude = {canonicalize_name(name) for name in exclude}
-    unknown = sorted(name for name in exclude if name not in lock.packages)
+    names = set(lock.names)
+    unknown = sorted(name for name in exclude if name not in names)
     if unknown and strict_exclude:
         raise LambdaBuildError(
             f"cannot exclude {', '.join(unknown)}: not in {lock_path}",
-            f"check the spelling; the lock has: {', '.join(sorted(lock.packages))}",
+            f"check the spelling; the lock has: {', '.join(sorted(names))}",
         )
 
     _check_requires_python(lock, target)
     _check_environments(lock, target)
     notes: tuple[str, ...] = ()
     if check_fresh:
-        from .staleness import check_fresh as _check_fresh
-
-        notes = _check_fresh(lock, project_dir if not package else None, cache=cache)
+        notes = freshness(lock, project_dir if not package else None, cache=cache)
 
     root_entry = lock.entry(root, via="the project")
     _check_requested(lock, root_entry, extras, groups)
@@ -382,8 +253,7 @@ def workspace_members(lock: Lock) -> list[str]:
         return sorted(lock.members)
     return sorted(
         canonicalize_name(entry["name"])
-        for entries in lock.packages.values()
-        for entry in entries
+        for entry in lock.local_entries()
         if entry.get("source", {}).get("editable") == "." or entry.get("source", {}).get("virtual") == "."
     )
 
@@ -398,7 +268,7 @@ def _choose_member_fix(members: list[str]) -> str:
 
 def member_directory(lock: Lock, name: str) -> Path | None:
     """Where a local package of the lock (a workspace member) lives, or None."""
-    for entry in lock.packages.get(canonicalize_name(name), []):
+    for entry in lock.entries(name):
         kind, where = source_kind(entry)
         if kind in LOCAL_KINDS:
             return (lock.path.parent / where).resolve()

@@ -122,3 +122,8 @@ def _check(value: Any, shape: Any, where: str, path: Path) -> None:
 def check_shape(data: dict, path: Path) -> None:
     """Raise a :class:`LambdaBuildError` naming the first place where ``data`` has the wrong type."""
     _check(data, LOCK, "", path)
+
+
+def check_package_shape(entry: object, index: int, path: Path) -> None:
+    """The same check for one ``[[package]]`` table, read on its own (see :mod:`.lock_file`)."""
+    _check(entry, PACKAGE, f"package[{index}]", path)

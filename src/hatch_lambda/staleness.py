@@ -21,8 +21,10 @@ a member, its own only.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from packaging.markers import InvalidMarker
@@ -32,7 +34,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import LambdaBuildError
-from .lock import LOCAL_KINDS, Lock, read_toml, source_kind
+from .lock_file import LOCAL_KINDS, Lock, read_toml, source_kind
 from .markers import evaluate
 from .source_metadata import NotRead, read_metadata
 from .target import ARCHES, RUNTIMES, Target, allowed_runtimes
@@ -53,25 +55,24 @@ def check_fresh(lock: Lock, project_dir: Path | None, *, cache: Path | None = No
     root_data = read_toml(root_pyproject) if root_pyproject.is_file() else {}
     checked: list[Path] = []
     notes: list[str] = []
-    for entries in lock.packages.values():
-        for entry in entries:
-            kind, where = source_kind(entry)
-            if kind not in LOCAL_KINDS or "metadata" not in entry:
-                continue
-            pyproject = (lock_dir / where / "pyproject.toml").resolve()
-            if pyproject in checked or not pyproject.is_file():
-                continue
-            checked.append(pyproject)
-            data = read_toml(pyproject)
-            is_member = canonicalize_name(entry["name"]) in members if members else pyproject == root_pyproject
-            inherited = root_data if is_member and pyproject != root_pyproject else {}
-            notes += _Project(lock, entry, pyproject, data, _sources(inherited, data), cache).compare()
+    for entry in lock.local_entries():
+        kind, where = source_kind(entry)
+        if kind not in LOCAL_KINDS or "metadata" not in entry:
+            continue
+        pyproject = (lock_dir / where / "pyproject.toml").resolve()
+        if pyproject in checked or not pyproject.is_file():
+            continue
+        checked.append(pyproject)
+        data = read_toml(pyproject)
+        is_member = canonicalize_name(entry["name"]) in members if members else pyproject == root_pyproject
+        inherited = root_data if is_member and pyproject != root_pyproject else {}
+        notes += _Project(lock, entry, pyproject, data, _sources(inherited, data), cache).compare()
     _compare_requires_python(lock, checked)
     if project_dir is not None:
         own = (Path(project_dir) / "pyproject.toml").resolve()
         if own not in checked and own.is_file():
             name = read_toml(own).get("project", {}).get("name")
-            if name and canonicalize_name(name) not in lock.packages:
+            if name and canonicalize_name(name) not in lock.names:
                 _stale(lock, own, "[project] name", f"{name!r} is not in the lock")
     return tuple(notes)
 
@@ -313,13 +314,27 @@ def _targets(requires_python: str | None) -> list[Target]:
 
 
 def _marker_signature(marker: str | None, context: _Context) -> tuple[bool, ...]:
-    out = []
+    """What ``marker`` decides on each target, with no extra and with each of the project's extras."""
     try:
-        for target in context.targets:
-            for extra in ("", *context.extras):
-                out.append(evaluate(marker, target.marker_environment, {extra} if extra else set()))
+        return _signature(marker, tuple(context.targets), tuple(context.extras))
     except InvalidMarker as exc:
         raise LambdaBuildError(f"{context.where}: invalid marker {marker!r}: {exc}") from None
+
+
+_EXTRA = re.compile(r"""extra\s*[=!]=\s*['"]([^'"]+)['"]|['"]([^'"]+)['"]\s*[=!]=\s*extra""")
+
+
+@lru_cache(maxsize=8192)
+def _signature(marker: str | None, targets: tuple[Target, ...], extras: tuple[str, ...]) -> tuple[bool, ...]:
+    # An extra the marker does not name decides as no extra does, so only the named ones are evaluated.
+    named = {canonicalize_name(a or b) for a, b in _EXTRA.findall(marker or "")}
+    out = []
+    for target in targets:
+        environment = target.marker_environment
+        without = evaluate(marker, environment)
+        by_extra = {extra: evaluate(marker, environment, {extra}) for extra in extras if extra in named}
+        out.append(without)
+        out += [by_extra.get(extra, without) for extra in extras]
     return tuple(out)
 
 
