@@ -372,3 +372,16 @@ def test_closed_stdout_is_not_a_traceback():
     process.stderr.close()
     assert process.wait(timeout=5) == 1
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_a_member_with_a_dynamic_version_is_named_by_its_directory():
+    """uv locks no version for it: no ``dynmember==`` line, but one pip can install from."""
+    from conftest import FIXTURES
+
+    result = run_cli("requirements", str(FIXTURES / "dynamic-app"), "--python", "3.12")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    member = (FIXTURES / "dynamic-app" / "packages" / "dynmember").resolve().as_uri()
+    assert f"dynmember @ {member}" in result.stdout
+    assert not any(line.endswith("==") for line in lines)
+    assert "sdk==2.0.0" in lines and "six==1.17.0" in lines

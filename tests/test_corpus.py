@@ -72,13 +72,16 @@ def test_the_corpus_covers_what_real_projects_do():
 
 
 @pytest.mark.parametrize("project", projects(), ids=lambda p: p.name)
-def test_corpus_locks_are_fresh(project):
+def test_corpus_locks_are_fresh(project, tmp_path):
     """uv calls these locks fresh (or could not check them here); so must the freshness check."""
     assert not project.uv_lock_check.startswith("stale"), project.uv_lock_check
-    notes = check_fresh(lock_for(project.lock_path), None if project.is_virtual else project.directory)
-    # Dynamic dependencies cannot be built from a pyproject.toml alone: trusted, and said.
+    notes = check_fresh(lock_for(project.lock_path), None if project.is_virtual else project.directory,
+                        cache=tmp_path / "cache")
+    # Dynamic dependencies cannot be read from a pyproject.toml alone: the lock is trusted, and that is said.
     for note in notes:
-        assert "trusted uv.lock's" in note and "only pyproject.toml is in" not in note or True
+        assert " dynamic in " in note and "; trusted uv.lock's (only pyproject.toml is in " in note, note
+    if project.name == "pydantic-ai":  # its root's dependencies and optional-dependencies are dynamic
+        assert any(note.startswith("pydantic-ai: dependencies and optional-dependencies dynamic") for note in notes)
 
 
 @pytest.mark.parametrize("project", [p for p in projects() if p.targets()[1]], ids=lambda p: p.name)
@@ -101,3 +104,24 @@ def test_virtual_roots_are_refused_with_their_members(project):
     assert "virtual workspace root" in info.value.problem
     members = sorted(read_lock(project.lock_path).members)
     assert f"members: {', '.join(members)}" in info.value.fix
+
+
+def test_every_corpus_project_is_credited_in_the_fixtures_readme():
+    readme = (CORPUS.parent / "README.md").read_text()
+    for project in projects():
+        assert f"| `{project.name}` | [{project.repository}](https://github.com/{project.repository})" in readme
+        assert f"`{project.commit}`" in readme
+    kept = {path.name for path in CORPUS.rglob("*") if path.is_file()}
+    assert kept == {"uv.lock", "pyproject.toml", "corpus.toml"}, kept  # nothing but what the tests read
+
+
+@pytest.mark.parametrize("project", [p for p in projects() if p.is_virtual], ids=lambda p: p.name)
+def test_hatch_lambda_build_at_a_virtual_root_lists_the_members_to_build(project, tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("build", str(project.directory), "-d", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "it is a virtual workspace root, which has no Lambda targets of its own" in result.stderr
+    for member in read_lock(project.lock_path).members:
+        assert f"({member})" in result.stderr
+    assert not (tmp_path / "out").exists()

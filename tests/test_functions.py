@@ -262,3 +262,18 @@ def test_requirements_per_member_agree_with_uv_export(tmp_path):
     assert refused.returncode == 2
     assert "'idna' is not a member of the workspace" in refused.stderr
     assert "members: api-svc, common, services, worker-svc" in refused.stderr
+
+
+def test_a_deprecated_runtime_builds_with_a_warning_giving_its_dates(tmp_path, cache):
+    from buildutil import uv_lock
+
+    project = copy_fixture("cdk-app", tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.10"'))
+    configure(project, python="3.10")
+    uv_lock(project)
+    build = hatchling_build(project, LAYER, cache=cache)
+    assert ("warning: python3.10 is a deprecated Lambda runtime (since 2026-10-31: no more security patches); "
+            "creating functions") in build.output
+    assert "blocked on 2027-02-01" in build.output and "blocked on 2027-03-03" in build.output
+    assert manifest(build.out())["targets"][LAYER]["runtime"] == "python3.10"

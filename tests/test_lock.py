@@ -643,6 +643,24 @@ def test_no_wheel_and_no_sdist(tmp_path):
     assert "pin pyarrow" in fix and "glibc 2.26" in fix and "uv lock" in fix
     # The same lock is fine where the runtime's glibc is new enough.
     assert by_name(resolve(project, T312, check_fresh=False))["pyarrow"].file.label == "cp312-cp312-manylinux_2_28_x86_64"
+    # Names the platforms in a few words, however many wheels there are.
+    assert "macosx_12_0_arm64, win_amd64" in problem and problem.count("manylinux_2_28_x86_64") == 1
+
+
+def test_no_wheel_fix_suggests_only_pythons_requires_python_allows(tmp_path):
+    """pyarrow has wheels for 3.12 and 3.13 on glibc 2.28: a 3.11-only project is not told to use 3.12."""
+    tags = [f"cp3{minor}-cp3{minor}-manylinux_2_28_x86_64" for minor in (12, 13)]
+    text = lock(root(edge("pyarrow")), package("pyarrow", "18.0.0", wheels=tuple(tags), sdist=False),
+                requires_python=">=3.11, <3.12")
+    project = write_project(tmp_path / "app", text)
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(project, T311, check_fresh=False)
+    assert "target python" not in info.value.fix and "3.12" not in info.value.fix
+    assert info.value.fix.startswith("pin pyarrow to a release with a wheel for glibc 2.26 or older")
+    wider = write_project(tmp_path / "wider", text.replace(">=3.11, <3.12", ">=3.11"))
+    with pytest.raises(LambdaBuildError) as info:
+        resolve(wider, T311, check_fresh=False)
+    assert info.value.fix.startswith("target python 3.12 or 3.13 (which pyarrow has wheels for)")
 
 
 def test_no_file_for_one_of_two_same_version_entries_from_different_indexes(tmp_path):

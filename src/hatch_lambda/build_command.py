@@ -63,6 +63,7 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
     builders = {LAYER: LambdaLayerBuilder, FAT: LambdaFatBuilder}
     if not (project / "pyproject.toml").is_file():
         raise LambdaBuildError(f"no pyproject.toml in {project}", "pass the project directory: hatch-lambda build DIR")
+    _refuse_virtual_root(project)
     pythons, arches = _checked("--python", check_python, pythons), _checked("--arch", check_arch, arches)
     combinations = list(itertools.product(pythons or [None], arches or [None]))
     matrix = len(combinations) > 1
@@ -80,6 +81,24 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
         environ[PYTHON_ENV], environ[ARCH_ENV] = config.target.python, config.target.arch
         jobs.append(Job(target, config.target.python, config.target.arch, base / label if matrix else base, environ))
     return jobs
+
+
+def _refuse_virtual_root(project: Path) -> None:
+    """A virtual workspace root is no project hatchling can build: say which members can be built."""
+    from .lock import find_lock, member_directory, read_lock, read_toml, workspace_members
+
+    if "project" in read_toml(project / "pyproject.toml"):
+        return
+    lock = read_lock(find_lock(project))
+    members = workspace_members(lock)
+    places = [f"{os.path.relpath(directory, project)} ({name})" for name in members
+              if (directory := member_directory(lock, name)) is not None]
+    raise LambdaBuildError(
+        f"{project / 'pyproject.toml'} has no [project] table: it is a virtual workspace root, which has no "
+        "Lambda targets of its own",
+        "build a member, `hatch-lambda build MEMBER_DIR`, one whose table names its functions, or a deploy project "
+        f"whose functions each name a member (package = \"NAME\"); members: {', '.join(places) or 'none'}",
+    )
 
 
 def _checked(option: str, check, values: list[str]) -> list[str]:

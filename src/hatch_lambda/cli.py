@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cache import cache_dir
 from .errors import LambdaBuildError
 from .lock import Distribution, Resolution, resolve
 from .target import RUNTIMES, Target, lowest_runtime
@@ -27,6 +28,8 @@ def requirement_lines(resolution: Resolution, *, hashes: bool = False, show_file
 
 def _requirement(dist: Distribution, lock_dir: Path, hashes: bool) -> str:
     if not hashes:
+        if dist.is_local and not dist.version:  # a dynamic version: uv locks none, so name where it is
+            return f"{dist.name} @ {(lock_dir / dist.source).resolve().as_uri()}"
         return dist.pin
     if dist.file is None or not dist.file.sha256:
         # A directory or git checkout has no file to hash; pip cannot install it
@@ -85,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             groups=args.group,
             package=args.package,
             exclude=args.exclude,
+            cache=cache_dir(),
         )
     except LambdaBuildError as exc:
         print(f"hatch-lambda: error: {exc}", file=sys.stderr)
         return 2
+    for note in resolution.notes:
+        print(f"hatch-lambda: {note}", file=sys.stderr)
     out = requirement_lines(resolution, hashes=args.hashes, show_files=args.show_files)
     try:
         if out:

@@ -78,9 +78,14 @@ def _backend(pyproject: dict) -> str:
 
 
 def _has_sources(directory: Path) -> bool:
-    """More than a pyproject.toml: something a build backend could read the metadata from."""
+    """More than a pyproject.toml (and the lock, and projects of their own below it, such as workspace
+    members): something a build backend could read the metadata from."""
     try:
-        return any(entry.name != "pyproject.toml" for entry in directory.iterdir())
+        return any(
+            entry.name not in ("pyproject.toml", "uv.lock")
+            and not (entry.is_dir() and (entry / "pyproject.toml").is_file())
+            for entry in directory.iterdir()
+        )
     except OSError:
         return False
 
