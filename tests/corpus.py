@@ -7,19 +7,16 @@ members, path dependencies), credited in ``fixtures/corpus/corpus.toml``.
 
 from __future__ import annotations
 
-import subprocess
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from uvexport import Selection
 
-from hatch_lambda.git_source import parse_git_source
-from hatch_lambda.lock import Lock, read_lock, source_kind, workspace_members
-from hatch_lambda.markers import encode_extra, encode_group, evaluate
+from hatch_lambda.lock import Lock, read_lock, workspace_members
 from hatch_lambda.runtimes import RUNTIMES
 from hatch_lambda.target import Target
 
@@ -49,6 +46,11 @@ class Project:
     @property
     def is_virtual(self) -> bool:
         return "project" not in self.pyproject
+
+    @property
+    def root(self) -> str:
+        """The project uv exports without --package ("" at a virtual root)."""
+        return "" if self.is_virtual else self.pyproject["project"]["name"]
 
     def targets(self) -> tuple[list[Target], list[Target]]:
         """(targets its requires-python allows, targets it does not), of PYTHONS x ARCHES.
@@ -86,19 +88,6 @@ def projects() -> tuple[Project, ...]:
         )
         for item in data["project"]
     )
-
-
-@dataclass(frozen=True)
-class Selection:
-    extras: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    package: str | None = None
-
-    @property
-    def id(self) -> str:
-        parts = [f"extra={e}" for e in self.extras] + [f"group={g}" for g in self.groups]
-        parts += [f"package={self.package}"] if self.package else []
-        return ",".join(parts) or "base"
 
 
 def _conflicting(lock: Lock, root: str) -> list[set[tuple[str, str]]]:
@@ -141,83 +130,6 @@ def selections(project: Project, *, max_each: int = 6) -> list[Selection]:
         members = [m for m in members if m != root]
     out += [Selection(package=member) for member in members]
     return out
-
-
-def uv_command() -> list[str]:
-    import shutil
-    import sys
-
-    found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
-
-
-@cache
-def uv_export(directory: Path, selection: Selection) -> tuple[str, ...]:
-    """``uv export`` lines (target-independent; each line carries the marker it is needed under)."""
-    command = [*uv_command(), "export", "--frozen", "--no-default-groups", "--no-emit-project", "--no-editable",
-               "--no-hashes", "--no-header", "--no-annotate"]
-    for extra in selection.extras:
-        command += ["--extra", extra]
-    for group in selection.groups:
-        command += ["--group", group]
-    if selection.package:
-        command += ["--package", selection.package]
-    run = subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "UV_NO_CONFIG": "1"})
-    assert run.returncode == 0, f"uv export in {directory} ({selection.id}) failed:\n{run.stderr}"
-    return tuple(line for line in run.stdout.splitlines() if line.strip() and not line.startswith("#"))
-
-
-def identity(dist, lock_dir: Path) -> str:
-    """``name==version`` and, when it is not from an index, where it comes from, written as uv export does."""
-    if dist.source_kind == "url":
-        return f"{dist.pin} @ {dist.source}" + (f"#subdirectory={dist.subdirectory}" if dist.subdirectory else "")
-    if dist.source_kind == "git":
-        source = parse_git_source(dist.source)
-        subdirectory = f"#subdirectory={source.subdirectory}" if source.subdirectory else ""
-        return f"{dist.pin} @ git+{source.url}@{source.commit}{subdirectory}"
-    if dist.source_kind in ("path", "directory", "editable"):
-        return f"{dist.pin} @ {(lock_dir / dist.source).resolve()}"
-    return dist.pin
-
-
-def exported_pins(project: Project, selection: Selection, target: Target, lock: Lock) -> set[str]:
-    """What uv export selects for ``target``, as :func:`identity` strings."""
-    root = canonicalize_name(selection.package or project.pyproject["project"]["name"])
-    active = {encode_extra(root, e) for e in selection.extras} | {encode_group(root, g) for g in selection.groups}
-    by_location, by_name = {}, {}
-    for entries in lock.packages.values():
-        for entry in entries:
-            kind, where = source_kind(entry)
-            by_name.setdefault((canonicalize_name(entry["name"]), kind), []).append(entry)
-            if kind in ("editable", "directory", "path", "virtual"):
-                by_location[(project.directory / where).resolve()] = entry
-    pins = set()
-    for line in uv_export(project.directory, selection):
-        requirement, _, marker = line.partition(" ; ")
-        if not evaluate(marker.strip() or None, target.marker_environment, active):
-            continue
-        requirement = requirement.strip().removeprefix("-e ").strip()
-        if requirement.startswith((".", "/", "file:")) and " @ " not in requirement:
-            location = (project.directory / requirement.removeprefix("file://")).resolve()
-            entry = by_location[location]
-            pin = canonicalize_name(entry["name"]) + (f"=={entry['version']}" if "version" in entry else "")
-            pins.add(f"{pin} @ {location}")
-            continue
-        parsed = Requirement(requirement)
-        name = canonicalize_name(parsed.name)
-        if parsed.url:
-            kind = "git" if parsed.url.startswith("git+") else "url"
-            candidates = by_name.get((name, kind), [])
-            versions = {entry.get("version") for entry in candidates}
-            assert len(versions) == 1, f"{line}: {len(candidates)} {kind} entries of {name} in the lock"
-            version = versions.pop()
-            pins.add(f"{name}{'==' + version if version else ''} @ {parsed.url}")
-            continue
-        (spec,) = parsed.specifier
-        assert spec.operator == "==", line
-        pins.add(f"{name}=={spec.version}")
-    return pins
 
 
 def cases() -> list[tuple[Project, Selection]]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from corpus import CORPUS, cases, case_ids, exported_pins, identity, projects
+from corpus import CORPUS, case_ids, cases, projects
+from uvexport import exported_pins, identity
 
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lock import Lock, NoFileError, read_lock, resolve
@@ -33,7 +34,7 @@ def test_corpus_resolves_like_uv_export(project, selection):
     assert inside, f"{project.name}: no target in {{3.11..3.14}} x {{x86_64, arm64}} to compare on"
     differences, refused = [], []
     for target in inside:
-        theirs = exported_pins(project, selection, target, lock_for(project.lock_path))
+        theirs = exported_pins(project.directory, project.root, selection, target, lock_for(project.lock_path))
         try:
             resolution = resolve(project.directory, target, extras=selection.extras, groups=selection.groups,
                                  package=selection.package, check_fresh=False,
