@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -115,9 +114,21 @@ def prove_handlers(
     failures: list[str] = []
     proofs: list[Proof] = []
     try:
-        with interpreter(target, image=image, log=log, purpose="the handler check") as run:
-            for job in jobs:
-                failure = _import_check(run, job, target, runtime_extra)
+        with interpreter(target, image=image, log=log, purpose="the handler check") as run, \
+                tempfile.TemporaryDirectory(prefix="hatch-lambda-handlers-") as scratch:
+            layers: dict[Path, Path] = {}  # each layer is unpacked once, for all its functions
+            for number, job in enumerate(jobs):
+                unpacked = Path(scratch, f"function-{number}")
+                unpacked.mkdir()
+                if job.layer is not None:
+                    if job.layer not in layers:
+                        layers[job.layer] = lay_out(Artifact(job.layer, "layer", None),
+                                                    Path(scratch, f"layer-{len(layers)}"), target.python)
+                    # A link, which a bind mount follows too.
+                    (unpacked / "opt").symlink_to(layers[job.layer], target_is_directory=True)
+                if runtime_extra is not None:
+                    (unpacked / RUNTIME_EXTRA).symlink_to(runtime_extra, target_is_directory=True)
+                failure = _import_check(run, job, target, unpacked)
                 if failure is None:
                     on_host = isinstance(run, _Host)
                     how = f"imported with {run.description}" if on_host else f"imported in {run.image}"
@@ -146,19 +157,14 @@ def prove_handlers(
     return proofs
 
 
-def _import_check(run: _Host | _Image, job: HandlerJob, target: Target, runtime_extra: Path | None) -> str | None:
+def _import_check(run: _Host | _Image, job: HandlerJob, target: Target, unpacked: Path) -> str | None:
+    """Import one handler with the function's zip unpacked under ``unpacked/var/task`` (its layer at opt/)."""
     function = job.function
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-handler-") as scratch:
-        unpacked = Path(scratch)
-        if job.layer is not None:
-            lay_out(Artifact(job.layer, "layer", None), unpacked, target.python)
-        lay_out(Artifact(job.code, "function", None), unpacked, target.python)
-        if runtime_extra is not None:
-            # Copied, not linked: a container sees the bind-mounted directory, not what a link points at.
-            shutil.copytree(runtime_extra, unpacked / RUNTIME_EXTRA)
-        task = str(unpacked / "var" / "task") if isinstance(run, _Host) else "/var/task"
-        argument = json.dumps([run.sys_path(unpacked), function.handler_module, function.handler_attribute])
-        stdout, why = run.execute(unpacked, SCRIPT, argument, lambda_environment(function, target, task))
+    scratch = str(unpacked)
+    lay_out(Artifact(job.code, "function", None), unpacked, target.python)
+    task = str(unpacked / "var" / "task") if isinstance(run, _Host) else "/var/task"
+    argument = json.dumps([run.sys_path(unpacked), function.handler_module, function.handler_attribute])
+    stdout, why = run.execute(unpacked, SCRIPT, argument, lambda_environment(function, target, task))
     report = next((json.loads(line[len(MARK):]) for line in stdout.splitlines() if line.startswith(MARK)), None)
     if report is None:
         return f"{_label(job)}: the interpreter died importing {function.handler_module} ({why})"
