@@ -277,3 +277,29 @@ def test_a_deprecated_runtime_builds_with_a_warning_giving_its_dates(tmp_path, c
             "creating functions") in build.output
     assert "blocked on 2027-02-01" in build.output and "blocked on 2027-03-03" in build.output
     assert manifest(build.out())["targets"][LAYER]["runtime"] == "python3.10"
+
+
+def test_fat_closures_hold_when_assembled_from_cached_packs(tmp_path, cache):
+    """Members with only wheels from the index: the fat zips come from packs, each with its own closure."""
+    from buildutil import uv_lock
+
+    project = copy_fixture("services-app", tmp_path)
+    for member, module in (("api", "api_svc/handler.py"), ("worker", "worker_svc/main.py")):
+        pyproject = project / "services" / member / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace('"common", ', "").replace(
+            "[tool.uv.sources]\ncommon = { workspace = true }\n", ""))
+        code = project / "services" / member / "src" / module
+        code.write_text(code.read_text().replace("from common import tag\n", "tag = '{}@common-1.0.0'.format\n"))
+    uv_lock(project)
+    build = hatchling_build(project, FAT, cache=cache)
+    assert "reused from the cache" in build.output or "unpacked and deflated" in build.output  # the packs path
+    section = manifest(build.out())["targets"][FAT]
+    assert section["functions"]["api"]["distributions"] == ["idna"]
+    assert section["functions"]["worker"]["distributions"] == ["python-dateutil", "tzdata"]
+    assert not any(n.startswith("dateutil/") for n in zip_files(build.out("api-fat.zip")))
+    assert not any(n.startswith("idna/") for n in zip_files(build.out("worker-fat.zip")))
+    assert invoke_fat(build.out("api-fat.zip"), tmp_path / "api", "3.12", "api_svc.handler").result == API
+    # The same bytes as the full build without the cache.
+    before = digests(build.out())
+    clean = hatchling_build(project, FAT, cache=cache, args=["-c"])
+    assert digests(clean.out()) == before
