@@ -37,7 +37,7 @@ from hatch_lambda.cache import cache_dir, entries, prune_cache
 from hatch_lambda.config import load_config
 from hatch_lambda.layer_cache import layer_key
 from hatch_lambda.lock import resolve
-from hatch_lambda.packs import pack_key
+from hatch_lambda.packs import PackSpec, pack_key
 
 pytestmark = pytest.mark.network
 
@@ -119,7 +119,7 @@ def test_every_key_input_changes_the_keys(session, tmp_path, monkeypatch):
     dist = next(d for d in resolution.distributions if d.name == "orjson")
 
     def keys(config, dist=dist) -> tuple[str, str]:
-        pack = pack_key(config, dist)
+        pack = pack_key(PackSpec.of(config), dist.file.sha256, dist.file.filename)
         return pack, layer_key([pack], config.layer_prefix)
 
     reference = keys(base)

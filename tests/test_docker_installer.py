@@ -27,6 +27,7 @@ from buildutil import (
     invoke,
     lambda_root,
     manifest,
+    fresh_cache,
     sha256_file,
     zip_files,
 )
@@ -399,6 +400,7 @@ def test_arm64_target_with_an_amd64_only_image(tmp_path, docker_engine, cache, i
 def test_pip_failure_in_the_container(tmp_path, broken_app, docker_engine, cache, image):
     project = tmp_path / "broken-app"
     shutil.copytree(broken_app, project)
+    cache = fresh_cache(cache, tmp_path / "cache")  # the downloads, but no pack: six is installed in the image
     # First without the broken package: six alone installs fine in the image...
     use_docker(project, "docker", image, exclude_packages=["hlbroken"])
     build = docker_build(project, docker_engine, cache)

@@ -1,4 +1,4 @@
-"""Identical copies of one shared library: hatch_lambda.duplicates, through prune()."""
+"""Identical copies of one shared library: hatch_lambda.duplicates, judged across the packs of an artifact."""
 
 from __future__ import annotations
 
@@ -8,9 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from hatch_lambda.duplicates import duplicate_libraries
+from concurrent.futures import ThreadPoolExecutor
+
+from hatch_lambda.assemble import without
+from hatch_lambda.duplicates import duplicate_copies
 from hatch_lambda.elf import elf_info
-from hatch_lambda.prune import prune
+from hatch_lambda.install import StagedDistribution
+from hatch_lambda.packs import PackSpec, pack_from_tree
+
+SPEC = PackSpec("3.12", "x86_64", True, (), (), 6)
+
+
+def pack(root: Path, name: str = "pkg", spec: PackSpec = SPEC):
+    """The pack of the distribution ``name`` installed alone under ``root``."""
+    files = tuple(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
+    with ThreadPoolExecutor(2) as pool:
+        return pack_from_tree(spec, name, root, StagedDistribution(name, "1.0", "wheel", files), {}, "", pool)
+
+
+def duplicate_libraries(root: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    return sorted(duplicate_copies([pack(root)], keep).get("pkg", ()))
 
 
 def loaded_library(stem: str) -> Path:
@@ -45,10 +62,13 @@ def test_copies_not_named_after_the_soname_go(tmp_path, libz):
     library, soname = libz
     copies(tmp_path, library, ["libz.so", soname, soname + ".9.9"])
     assert duplicate_libraries(tmp_path) == ["pkg/libz.so", f"pkg/{soname}.9.9"]
-    report = prune(tmp_path)
-    assert sorted(p.name for p in (tmp_path / "pkg").iterdir()) == ["__init__.py", soname]
-    assert report.by_rule["duplicate-libraries"] == 2 * library.stat().st_size
-    assert report.removed == ["pkg/libz.so", f"pkg/{soname}.9.9"]
+    packed = pack(tmp_path)
+    kept = without(packed, duplicate_copies([packed])["pkg"])
+    assert sorted(kept.files) == ["pkg/__init__.py", f"pkg/{soname}"]
+    assert kept.pruned.by_rule["duplicate-libraries"] == 2 * library.stat().st_size
+    assert kept.pruned.removed == ["pkg/libz.so", f"pkg/{soname}.9.9"]
+    assert kept.contents["stripped_files"] == 2 and kept.installed_bytes == packed.installed_bytes - 2 * (
+        library.stat().st_size)
 
 
 def test_a_copy_needed_by_name_or_named_in_python_stays(tmp_path, libz):
@@ -74,10 +94,34 @@ def test_copies_in_different_directories_or_with_other_contents_stay(tmp_path, l
     assert duplicate_libraries(tmp_path) == []
 
 
-def test_keep_patterns_and_strip_false_protect_copies(tmp_path, libz):
+def test_keep_patterns_protect_copies(tmp_path, libz):
     library, soname = libz
     copies(tmp_path, library, ["libz.so", soname])
-    prune(tmp_path, keep=("pkg/libz.so",))
-    assert (tmp_path / "pkg" / "libz.so").is_file()
-    prune(tmp_path, strip=False)
-    assert (tmp_path / "pkg" / "libz.so").is_file()
+    assert duplicate_libraries(tmp_path, keep=("pkg/libz.so",)) == []
+    assert duplicate_libraries(tmp_path) == ["pkg/libz.so"]
+
+
+def test_a_copy_another_distribution_names_stays(tmp_path, libz):
+    """Judged across the artifact: a copy in one pack that another pack's Python loads by name is kept."""
+    library, soname = libz
+    copies(tmp_path / "a", library, ["libz.so", soname])
+    (tmp_path / "b" / "user").mkdir(parents=True)
+    (tmp_path / "b" / "user" / "__init__.py").write_text('import ctypes\nctypes.CDLL("pkg/libz.so")\n')
+    alone = pack(tmp_path / "a")
+    assert duplicate_copies([alone]) == {"pkg": {"pkg/libz.so"}}
+    assert duplicate_copies([alone, pack(tmp_path / "b", "user")]) == {}
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_strip_false_keeps_every_copy(tmp_path, libz, strip):
+    from hatch_lambda.assemble import checked
+    from hatch_lambda.config import LAYER, load_config
+    from hatch_lambda.lock import Distribution
+    from hatch_lambda.sources import PackSource
+
+    library, soname = libz
+    copies(tmp_path, library, ["libz.so", soname])
+    config = load_config(LAYER, {"python": "3.12", "strip": strip}, {}, project_name="x", requires_python=None)
+    source = PackSource(Distribution("pkg", "1.0", "registry", "", None), "pkg", "wheel", tmp_path / "pkg.whl")
+    (kept,) = checked([pack(tmp_path)], [source], config, lambda line: None)
+    assert ("pkg/libz.so" in kept.files) is not strip

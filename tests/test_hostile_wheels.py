@@ -245,9 +245,8 @@ SERVED = {
 
 @pytest.mark.parametrize("case", sorted(SERVED))
 def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, cache, case):
-    from hatch_lambda.config import LAYER as KIND, LambdaConfig
     from hatch_lambda.lock import resolve
-    from hatch_lambda.packs import eligible
+    from hatch_lambda.sources import is_lock_wheel
     from hatch_lambda.target import Target
 
     make, needles = SERVED[case]
@@ -267,7 +266,8 @@ def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, c
         configure(project, exclude_packages=None)
         resolution = resolve(project, Target("3.11"))
         assert {d.source_kind for d in resolution.distributions} == {"url"}
-        assert eligible(LambdaConfig(KIND, Target("3.11"), installer="wheels"), resolution)
+        # wheels the lock names by digest: their packs are looked up in the cache before any download
+        assert all(is_lock_wheel(d) for d in resolution.distributions)
         temp = tmp_path / "tmp"
         temp.mkdir()
         before = outside(tmp_path, project)

@@ -179,9 +179,10 @@ def bulky(tmp_path_factory, cache) -> Path:
 def _stage_reached(project: Path, stage: str) -> Callable[[], bool]:
     def reached() -> bool:
         for scratch in scratch_dirs(project):
-            site = scratch / "site-packages" / "bulk"
+            # the wheel unpacked alone, to become its pack
+            unpacked = any(any(site.iterdir()) for site in scratch.glob("work/packs/pack-*/site-packages/bulk"))
             zipped = (scratch / "layer.zip").exists()
-            if stage == "install" and site.is_dir() and any(site.iterdir()) and not zipped:
+            if stage == "install" and unpacked and not zipped:
                 return True
             if stage == "zip" and zipped:
                 return True
@@ -200,7 +201,8 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
     marker = change_function(project, "bulkyapp")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    process = start_build(project, cache, {"TMPDIR": str(temp)})
+    # Without the cache, so the wheel is unpacked and the layer written again (its pack is cached).
+    process = start_build(project, cache, {"TMPDIR": str(temp), "HATCH_LAMBDA_NO_CACHE": "1"})
     wait_for(_stage_reached(project, stage), process, f"the {stage} stage")
     interrupt(process, SIGNALS[signame])
     assert list(temp.iterdir()) == [], "the killed build left files in TMPDIR"
@@ -220,7 +222,7 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
 
 def _building_sdist(project: Path) -> Callable[[], bool]:
     def reached() -> bool:
-        return any(any(scratch.glob("work-*/sdists/*")) for scratch in scratch_dirs(project))
+        return any(any(scratch.glob("work/sdists/*")) for scratch in scratch_dirs(project))
 
     return reached
 

@@ -184,3 +184,20 @@ def _write_compressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, content: 
     archive.filelist.append(info)
     archive.NameToInfo[info.filename] = info
     archive._didModify = True
+
+
+def inflate(content: Compressed) -> bytes:
+    """The file a :class:`Compressed` holds."""
+    if content.method == zipfile.ZIP_STORED:
+        return bytes(content.data)
+    return zlib_ng.decompress(bytes(content.data), -15)
+
+
+def write_tree(contents: dict[str, Compressed], root: Path) -> None:
+    """Write files (name -> contents) under ``root``, as an unzip would."""
+    for name, content in sorted(contents.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(inflate(content))
+        if content.executable:
+            path.chmod(0o755)

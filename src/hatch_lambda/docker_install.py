@@ -14,10 +14,10 @@ the host (accepted only when pure Python).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +26,9 @@ from pathlib import Path, PurePosixPath
 from .config import LambdaConfig
 from .errors import LambdaBuildError
 from .fetch import file_sha256
-from .install import StagedDistribution, StagedTree, Wheel, collect_wheels, host_build, unpack_all
-from .lock import Distribution, Resolution
+from .install import StagedDistribution, Wheel, host_build
+from .lock import Distribution
+from .packs import Installed
 from .prune import remove_empty_dirs
 
 Log = Callable[[str], None]
@@ -210,32 +211,73 @@ def build_sdists_in_image(
     return wheels
 
 
-def install_in_image(config: LambdaConfig, client, wheels: list[Wheel], root: Path, work: Path, log: Log) -> StagedTree:
-    """pip inside the image installs exactly these wheels into ``root``, without network."""
+#: Run inside the image: one pip install per wheel, each into a directory of its own.
+INSTALL_EACH = r"""
+import json, subprocess, sys
+for target, requirements in json.load(open("/job/jobs.json")):
+    subprocess.run([sys.executable, "-m", "pip", "install", *json.load(open("/job/flags.json")),
+                    "--target", target, "-r", requirements], check=True)
+"""
+
+
+def install_each_in_image(config: LambdaConfig, client, wheels: list[tuple[Wheel, dict[str, str]]], out: Path,
+                          work: Path, log: Log) -> dict[str, Installed]:
+    """pip inside the image installs each wheel alone into ``out/<name>``, without network.
+
+    ``wheels``: each wheel with its RECORD (checked on this machine before
+    anything is installed). One container installs them all.
+    """
     python = f"/var/lang/bin/python{config.target.python}"
     wheel_dir, job = work / "wheelhouse", work / "job-install"
     job.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for wheel in sorted(wheels, key=lambda w: w.dist.name):
+    jobs = []
+    for wheel, _ in wheels:
         local = _link_or_copy(wheel.path, wheel_dir)
         digest = wheel.dist.file.sha256 if wheel.how == "wheel" and wheel.dist.file else file_sha256(local)
-        lines.append(f"{wheel.dist.name} @ file:///wheels/{local.name} --hash=sha256:{digest}")
-    (job / "requirements.txt").write_text("\n".join(lines) + "\n")
-    root.mkdir(parents=True, exist_ok=True)
+        (job / f"{wheel.dist.name}.txt").write_text(
+            f"{wheel.dist.name} @ file:///wheels/{local.name} --hash=sha256:{digest}\n")
+        (out / wheel.dist.name).mkdir(parents=True, exist_ok=True)
+        jobs.append([f"/out/{wheel.dist.name}", f"/job/{wheel.dist.name}.txt"])
+    (job / "jobs.json").write_text(json.dumps(jobs))
+    (job / "flags.json").write_text(json.dumps([*PIP_QUIET, "--no-index", "--no-deps", "--require-hashes",
+                                                "--no-compile", "--only-binary", ":all:"]))
     log(f"installing {len(wheels)} distributions in {config.image_name} ({config.target.docker_platform})")
     run = _Run(client, config.image_name, config.target.docker_platform)
     run(
-        [python, "-m", "pip", "install", *PIP_QUIET, "--no-index", "--no-deps", "--require-hashes",
-         "--no-compile", "--only-binary", ":all:", "--target", "/out", "-r", "/job/requirements.txt"],
-        {"/wheels": (wheel_dir, "ro"), "/job": (job, "ro"), "/out": (root, "rw")},
+        [python, "-c", INSTALL_EACH],
+        {"/wheels": (wheel_dir, "ro"), "/job": (job, "ro"), "/out": (out, "rw")},
         network=None,
         environment=PIP_ENVIRONMENT,
-        what=f"installing {', '.join(w.dist.pin for w in wheels)}",
+        what=f"installing {', '.join(w.dist.pin for w, _ in wheels)}",
         log=log,
     )
-    staged = [_staged_from_pip(root, wheel) for wheel in sorted(wheels, key=lambda w: w.dist.name)]
-    remove_empty_dirs(root)
-    return StagedTree(root=root, target=config.target, distributions=tuple(staged))
+    installed = {}
+    for wheel, record in wheels:
+        root = out / wheel.dist.name
+        staged = _staged_from_pip(root, wheel)
+        remove_empty_dirs(root)
+        installed[wheel.dist.name] = Installed(root, staged, record)
+    return installed
+
+
+def image_installer(config: LambdaConfig, work: Path, log: Log):
+    """The packs' installer for ``installer = "docker"``: (the image's id, what installs missing packs' wheels)."""
+    from .install import check_wheel
+
+    client = connect()
+    try:
+        ensure_image(client, config.image_name, config.target.docker_platform, log)
+        image_id = client.images.get(config.image_name).id
+    finally:
+        client.close()
+
+    def install(sources) -> dict[str, Installed]:
+        # Every wheel passes its checks before anything is installed.
+        wheels = [(wheel, check_wheel(wheel)) for wheel in (Wheel(s.dist, path, s.how) for s, path in sources)]
+        with engine_with_image(connect(), config, log) as engine:
+            return install_each_in_image(config, engine, wheels, work / "installed", work, log)
+
+    return image_id, install
 
 
 def _staged_from_pip(root: Path, wheel: Wheel) -> StagedDistribution:
@@ -266,27 +308,8 @@ def _staged_from_pip(root: Path, wheel: Wheel) -> StagedDistribution:
                               files=tuple(sorted(files)))
 
 
-def stage_with_docker(
-    config: LambdaConfig, resolution: Resolution, root: Path, *, cache: Path, log: Log
-) -> StagedTree:
-    """Stage with ``installer = "docker"`` or ``"auto"``."""
-    # Beside the staging root (in the build's scratch directory), so a killed build leaves nothing elsewhere.
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="work-", dir=root.parent) as scratch:
-        work = Path(scratch)
-        wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
-        if config.installer == "auto":
-            if sdists:
-                wheels += _auto_sdists(config, sdists, downloads, work, cache, log)
-            return unpack_all(wheels, root, resolution.target, work)
-        with _engine_with_image(connect(), config, log) as client:
-            if sdists:
-                wheels += build_sdists_in_image(config, client, sdists, downloads, work, log)
-            return install_in_image(config, client, wheels, root, work, log)
-
-
 @contextmanager
-def _engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
+def engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
     """``client``, once the target's image is on the engine; closed afterwards."""
     try:
         ensure_image(client, config.image_name, config.target.docker_platform, log)
@@ -295,7 +318,7 @@ def _engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
         client.close()
 
 
-def _auto_sdists(
+def auto_sdists(
     config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], work: Path, cache: Path, log: Log
 ) -> list[Wheel]:
     """sdists for ``auto``: in the image when Docker is reachable, else on the host if pure."""
@@ -319,5 +342,5 @@ def _auto_sdists(
                 f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
             ) from unreachable
         return wheels
-    with _engine_with_image(client, config, log):
+    with engine_with_image(client, config, log):
         return build_sdists_in_image(config, client, sdists, downloads, work, log)

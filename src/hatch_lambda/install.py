@@ -1,9 +1,8 @@
-"""Staging: the resolved distributions unpacked into one site-packages tree.
+"""Wheels: checked, unpacked alone with pypa/installer, or built from a source tree.
 
-The "wheels" installer downloads each chosen file (see :mod:`.fetch`), builds
-what has no wheel (workspace members, path/directory sources, sdists) into a
-regular wheel on the host, and unpacks every wheel with pypa/installer. No
-pip, no resolver: exactly the lock's pins, nothing else.
+A distribution without a wheel of its own (a workspace member, a path or
+directory source, an sdist, a git checkout) is built into a regular wheel with
+pypa/build on this machine. No pip, no resolver: exactly the lock's pins.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from installer.sources import WheelFile
 from packaging.utils import parse_wheel_filename
 
 from .errors import LambdaBuildError
-from .fetch import fetch_all
 from .git_source import built_wheel, parse_git_source
-from .lock import Distribution, Resolution
+from .lock import Distribution
 from .nesting import nested_environment
 from .target import Target
-from .wheel_checks import check_declared_sizes, check_no_overlap, check_record, installed_paths
+from .wheel_checks import check_declared_sizes, check_record, installed_paths
 
 Log = Callable[[str], None]
 
@@ -206,46 +204,6 @@ def git_build(dist: Distribution, work: Path, cache: Path, log: Log) -> Wheel:
     return Wheel(dist, wheel, f"built from git {source.label}")
 
 
-def collect_wheels(
-    resolution: Resolution, cache: Path, work: Path, log: Log
-) -> tuple[list[Wheel], list[Distribution], dict[str, Path]]:
-    """Wheels for what has one or is built from the project tree.
-
-    Returns (wheels, sdist-only distributions still to build, downloaded files by name).
-    """
-    lock_dir = resolution.lock_path.parent
-    downloads = fetch_all(resolution.distributions, cache, lock_dir)
-    wheels, sdists = [], []
-    for dist in resolution.distributions:
-        if dist.source_kind == "git":
-            wheels.append(git_build(dist, work, cache, log))
-        elif dist.is_local:
-            wheels.append(host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log))
-        elif dist.file.kind == "wheel":
-            wheels.append(Wheel(dist, downloads[dist.name], "wheel"))
-        else:
-            sdists.append(dist)
-    return wheels, sdists, downloads
-
-
-def stage(
-    resolution: Resolution,
-    root: Path,
-    *,
-    cache: Path,
-    log: Log = lambda message: None,
-) -> StagedTree:
-    """Install the resolution into ``root`` with the "wheels" installer."""
-    # Beside the staging root (in the build's scratch directory), so a killed build leaves nothing elsewhere.
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="work-", dir=root.parent) as scratch:
-        work = Path(scratch)
-        wheels, sdists, downloads = collect_wheels(resolution, cache, work, log)
-        for dist in sdists:
-            wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
-        return unpack_all(wheels, root, resolution.target, work)
-
-
 def check_wheel(wheel: Wheel) -> dict[str, str]:
     """Every check a wheel passes before it is unpacked; the paths it installs -> RECORD hash."""
     check_wheel_entries(wheel.path, wheel.dist)
@@ -253,11 +211,3 @@ def check_wheel(wheel: Wheel) -> dict[str, str]:
     with WheelFile.open(wheel.path) as source:
         check_record(source, wheel.path, wheel.dist)
         return installed_paths(source)
-
-
-def unpack_all(wheels: list[Wheel], root: Path, target: Target, work: Path) -> StagedTree:
-    ordered = sorted(wheels, key=lambda w: w.dist.name)
-    check_no_overlap((wheel.dist, wheel.path, check_wheel(wheel)) for wheel in ordered)
-    root.mkdir(parents=True, exist_ok=True)
-    staged = [unpack(wheel, root, target, work / "discard") for wheel in ordered]
-    return StagedTree(root=root, target=target, distributions=tuple(staged))

@@ -1,16 +1,20 @@
-"""One distribution, staged, stripped, checked and deflated once: a pack in the cache.
+"""One distribution, unpacked, checked, stripped, ELF-read and deflated once: a pack.
 
-A pack holds the deflated bytes of every file one wheel leaves after stripping,
-with their names (relative to site-packages), CRCs and sizes. Its key is
-everything that determines those bytes: the wheel's sha256, the target, the
-strip rules, the compression level, and hatch-lambda's version and code. A layer or fat
-zip is then assembled from packs by copying deflated bytes, so when one
-package changes only that package is unpacked and deflated again, and the zip
-is byte-identical to one built from scratch.
+A pack holds the deflated bytes of every file one distribution leaves after
+stripping, with their names (relative to site-packages), CRCs and sizes, and
+the facts the whole-set checks need (its RECORD for path clashes, its ELF
+objects for the audit and the duplicate libraries, the library names its
+Python files mention). Every distribution becomes one: a wheel is unpacked with
+pypa/installer, or, with ``installer = "docker"``, installed by pip inside the
+Lambda image into a directory of its own. Zips are only ever assembled from
+packs (:mod:`.assemble`), by copying deflated bytes.
 
-A pack is written to a temporary directory and renamed into place under its
-lock; reading one checks the sha256 of its data, and a pack that fails is
-discarded and built again.
+Its key is everything that determines those bytes: the wheel's sha256 and file
+name, how it was installed (this machine, or which image), the target, the
+strip rules, the compression level, and hatch-lambda's version and code. A pack
+is written to a temporary directory and renamed into place under its lock;
+reading one checks the sha256 of its data, and a pack that fails is discarded
+and built again.
 """
 
 from __future__ import annotations
@@ -21,32 +25,58 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .archive import Compressed, compress, tree_entries
-from .audit import AuditReport, ElfInfo, audit_objects, elf_objects
+from .audit import ElfInfo, elf_objects
 from .cache import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
 from .config import LambdaConfig
 from .contents import contents, staged_sizes
 from .errors import LambdaBuildError
 from .fetch import fetch_one, progress_for
-from .install import StagedTree, Wheel, check_wheel, unpack
-from .lock import Distribution, Resolution
+from .install import StagedDistribution, StagedTree, Wheel, check_wheel, unpack
+from .lock import Distribution
 from .prune import PruneReport, prune
 from .target import Target
-from .wheel_checks import check_no_overlap
+
+if TYPE_CHECKING:
+    from .sources import PackSource
 
 INDEX = "index.json"
 DATA = "data"
 Log = Callable[[str], None]
+#: A shared library's name as Python code may spell it to load it by file name (ctypes).
+LIBRARY_NAME = re.compile(rb"[\w.+-]*\.so[\w.+-]*")
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """What decides a pack's bytes besides its wheel: the target, the strip rules, the deflate level."""
+
+    python: str
+    arch: str
+    strip: bool
+    strip_patterns: tuple[str, ...]
+    keep_patterns: tuple[str, ...]
+    level: int
+
+    @classmethod
+    def of(cls, config: LambdaConfig) -> PackSpec:
+        return cls(config.target.python, config.target.arch, config.strip, config.strip_patterns,
+                   config.keep_patterns, config.compression_level)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.python, self.arch)
 
 
 @dataclass(frozen=True)
@@ -63,30 +93,22 @@ class Pack:
     record: dict[str, str]  # path the wheel installs -> its RECORD hash (for the overlap check)
     elf: tuple[tuple[str, ElfInfo], ...]  # every ELF object left after stripping, for the audit
     contents: dict  # the manifest's entry for this distribution (see :mod:`.contents`)
+    mentions: tuple[str, ...] = ()  # shared-library names its Python files spell out (kept by the duplicate rule)
+    wheel: str = ""  # the file name of the wheel it was made from
 
 
-def eligible(config: LambdaConfig, resolution: Resolution) -> bool:
-    """Packs are used when every distribution is a wheel downloaded by digest (no builds, no Docker)."""
-    if config.installer == "docker":
-        return False
-    return all(
-        d.file is not None and d.file.kind == "wheel" and d.file.url is not None and d.file.sha256
-        for d in resolution.distributions
-    )
-
-
-def pack_key(config: LambdaConfig, dist: Distribution) -> str:
-    target = config.target
+def pack_key(spec: PackSpec, wheel_sha256: str, filename: str, installer: str = "host") -> str:
     return key_of({
         "kind": "pack",
-        "wheel": dist.file.sha256,
-        "filename": dist.file.filename,
-        "python": target.python,
-        "arch": target.arch,
-        "strip": config.strip,
-        "strip-patterns": list(config.strip_patterns),
-        "keep-patterns": list(config.keep_patterns),
-        "level": config.compression_level,
+        "wheel": wheel_sha256,
+        "filename": filename,
+        "installer": installer,
+        "python": spec.python,
+        "arch": spec.arch,
+        "strip": spec.strip,
+        "strip-patterns": list(spec.strip_patterns),
+        "keep-patterns": list(spec.keep_patterns),
+        "level": spec.level,
     })
 
 
@@ -109,7 +131,7 @@ def load(directory: Path, key: str) -> Pack | None:
         pruned = PruneReport(**index["pruned"])
         elf = tuple((path, ElfInfo.from_dict(info)) for path, info in index["elf"])
         return Pack(key, index["name"], index["version"], files, pruned, index["installed_bytes"], True,
-                    dict(index["record"]), elf, index["contents"])
+                    dict(index["record"]), elf, index["contents"], tuple(index["mentions"]), index["wheel"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -131,14 +153,15 @@ def store(directory: Path, pack: Pack) -> None:
             "key": pack.key,
             "name": pack.name,
             "version": pack.version,
+            "wheel": pack.wheel,
             "sha256": digest.hexdigest(),
             "installed_bytes": pack.installed_bytes,
-            "pruned": {"files": pack.pruned.files, "bytes": pack.pruned.bytes, "by_rule": pack.pruned.by_rule,
-                       "removed": pack.pruned.removed},
+            "pruned": pack.pruned.as_dict(),
             "files": rows,
             "record": pack.record,
             "elf": [[path, info.as_dict()] for path, info in pack.elf],
             "contents": pack.contents,
+            "mentions": list(pack.mentions),
         }
         (temporary / INDEX).write_text(json.dumps(index, separators=(",", ":")))
         publish(temporary, directory)
@@ -147,43 +170,82 @@ def store(directory: Path, pack: Pack) -> None:
         raise
 
 
-def build_pack(
-    config: LambdaConfig, dist: Distribution, key: str, wheel: Path, pool: ThreadPoolExecutor, work: Path
-) -> Pack:
-    """Check and unpack one wheel alone, strip it, read its ELF objects and deflate every file."""
+def library_mentions(root: Path) -> tuple[str, ...]:
+    """Every shared-library-like name the Python files under ``root`` spell out."""
+    found: set[str] = set()
+    for directory, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                found.update(m.decode("utf-8", "replace") for m in LIBRARY_NAME.findall(Path(directory, name).read_bytes()))
+    return tuple(sorted(found))
+
+
+def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribution, record: dict[str, str],
+                   wheel: str, pool: ThreadPoolExecutor) -> Pack:
+    """The pack of one distribution installed alone under ``root``: stripped, ELF-read, deflated."""
+    tree = StagedTree(root=root, target=spec.target, distributions=(staged,))
+    sizes = staged_sizes(tree)
+    # Duplicate libraries are judged at assembly, across every distribution of the artifact.
+    pruned = prune(root, strip=spec.strip, drop=spec.strip_patterns, keep=spec.keep_patterns)
+    elf, _ = elf_objects(root)
+    entries = tree_entries(root)
+    deflated = list(pool.map(partial(compress, level=spec.level), [e.source for e in entries]))
+    files = {e.name: c for e, c in zip(entries, deflated)}
+    described = contents(tree, pruned, sizes)[staged.name]
+    return Pack(key, staged.name, staged.version, files, pruned, sum(c.size for c in files.values()), False,
+                record, tuple(elf), described, library_mentions(root), wheel)
+
+
+def pack_from_wheel(spec: PackSpec, dist: Distribution, key: str, wheel: Path, how: str,
+                    pool: ThreadPoolExecutor, work: Path) -> Pack:
+    """Check and unpack one wheel alone with pypa/installer, then make its pack."""
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pack-", dir=work) as scratch:
         root = Path(scratch) / "site-packages"
         root.mkdir()
-        unpacked = Wheel(dist, wheel, "wheel")
+        unpacked = Wheel(dist, wheel, how)
         record = check_wheel(unpacked)
-        staged = unpack(unpacked, root, config.target, Path(scratch) / "discard")
-        tree = StagedTree(root=root, target=config.target, distributions=(staged,))
-        sizes = staged_sizes(tree)
-        pruned = prune(root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
-        elf, _ = elf_objects(root)
-        entries = tree_entries(root)
-        deflated = list(pool.map(partial(compress, level=config.compression_level), [e.source for e in entries]))
-        files = {e.name: c for e, c in zip(entries, deflated)}
-        described = contents(tree, pruned, sizes)[dist.name]
-    return Pack(key, dist.name, dist.version, files, pruned, sum(c.size for c in files.values()), False,
-                record, tuple(elf), described)
+        staged = unpack(unpacked, root, spec.target, Path(scratch) / "discard")
+        return pack_from_tree(spec, key, root, staged, record, wheel.name, pool)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A distribution pip installed in the image, alone in ``root`` (see :mod:`.docker_install`)."""
+
+    root: Path
+    staged: StagedDistribution
+    record: dict[str, str]
+
+
+#: name -> what the image installed, for the packs a docker build lacks (None: install on this machine).
+ImageInstall = Callable[[list[tuple["PackSource", Path]]], dict[str, Installed]]
 
 
 def packs_for(
-    config: LambdaConfig, resolution: Resolution, cache: Path, work: Path, *, log: Log = lambda message: None
+    spec: PackSpec,
+    sources: list[PackSource],
+    store_dir: Path,
+    cache: Path,
+    work: Path,
+    lock_dir: Path,
+    *,
+    image: ImageInstall | None = None,
+    log: Log = lambda message: None,
 ) -> list[Pack]:
-    """Every distribution's pack, in name order: read from the cache, or built and stored there.
+    """Every source's pack, in the sources' order: read from ``store_dir``, or built and stored there.
 
-    Two or more packs to build are built in worker processes (one per core),
-    since unpacking a wheel is mostly Python code that holds the GIL; each
-    worker deflates on threads as well.
+    Downloads go to ``cache``. Two or more packs to build are built in worker
+    processes (one per core), since unpacking a wheel is mostly Python code that
+    holds the GIL; each worker deflates on threads as well. With ``image``, the
+    missing packs' wheels are installed in the Lambda image first, all at once.
     """
     workers = os.cpu_count() or 1
-    lock_dir = resolution.lock_path.parent
-    dists = sorted(resolution.distributions, key=lambda d: d.name)
-    keys = {d.name: pack_key(config, d) for d in dists}
-    missing = [d for d in dists if not (entry_dir(cache, "packs", keys[d.name]) / INDEX).is_file()]
+    missing = [s for s in sources if not (entry_dir(store_dir, "packs", s.key) / INDEX).is_file()]
+    installed: dict[str, Installed] = {}
+    if image is not None and missing:
+        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
+        installed = image(wheels)
     processes = None
     if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
         # Forked (no re-import of the caller's main module, as spawn would do), and all at once
@@ -193,41 +255,39 @@ def packs_for(
                                         initializer=die_with_parent, initargs=(os.getpid(),))
         processes.submit(int).result()
     # Larger wheels first, so the two longest jobs do not end up last.
-    order = sorted(dists, key=lambda d: -(d.file.size or 0))
-    progress = progress_for(missing, cache)
+    order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
+    progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
     try:
         with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
 
-            def one(dist: Distribution) -> Pack:
-                key = keys[dist.name]
-                directory = entry_dir(cache, "packs", key)
-                pack = load(directory, key)
+            def one(source: PackSource) -> Pack:
+                directory = entry_dir(store_dir, "packs", source.key)
+                pack = load(directory, source.key)
                 if pack is not None:
                     touch(directory)
                     return pack
                 with locked(directory):
-                    pack = load(directory, key)  # another build may have stored it meanwhile
+                    pack = load(directory, source.key)  # another build may have stored it meanwhile
                     if pack is not None:
                         return pack
                     if directory.exists():
-                        log(f"  cached pack of {dist.pin} failed its check; building it again")
+                        log(f"  cached pack of {source.dist.pin} failed its check; building it again")
                         discard(directory)
-                    wheel = fetch_one(dist, cache, lock_dir, progress=progress)
-                    if processes is None:
-                        failure = build_and_store(config, dist, key, wheel, directory, work)
-                    else:
-                        failure = processes.submit(build_and_store, config, dist, key, wheel, directory,
-                                                   work).result()
+                    job = (spec, source, directory, work, installed.get(source.dist.name))
+                    if job[-1] is None:
+                        job = (*job[:-1], source.wheel or fetch_one(source.dist, cache, lock_dir, progress=progress))
+                    failure = build_and_store(*job) if processes is None else processes.submit(
+                        build_and_store, *job).result()
                     if failure is not None:
                         raise LambdaBuildError(*failure)
-                    pack = load(directory, key)
+                    pack = load(directory, source.key)
                     if pack is None:
-                        raise LambdaBuildError(f"{dist.pin}: the pack just stored in {directory} cannot be read back",
-                                               "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)")
+                        raise LambdaBuildError(f"{source.dist.pin}: the pack just stored in {directory} cannot be "
+                                               "read back", "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)")
                     return dataclasses.replace(pack, reused=False)
 
-            futures = {d.name: jobs.submit(one, d) for d in order}
-            return [futures[d.name].result() for d in dists]
+            futures = {s.key: jobs.submit(one, s) for s in order}
+            return [futures[s.key].result() for s in sources]
     finally:
         if processes is not None:
             processes.shutdown(cancel_futures=True)
@@ -247,36 +307,18 @@ def die_with_parent(parent: int) -> None:
 
 
 def build_and_store(
-    config: LambdaConfig, dist: Distribution, key: str, wheel: Path, directory: Path, work: Path
+    spec: PackSpec, source: PackSource, directory: Path, work: Path, made: Path | Installed
 ) -> tuple[str, str | None] | None:
-    """Build one pack and store it; (problem, fix) of a refusal instead of raising it (it may cross processes)."""
+    """Build one pack (from a wheel, or from what the image installed) and store it; (problem, fix) of a
+    refusal instead of raising it (it may cross processes)."""
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as deflaters:
-            store(directory, build_pack(config, dist, key, wheel, deflaters, work))
+            if isinstance(made, Installed):
+                pack = pack_from_tree(spec, source.key, made.root, made.staged, made.record, source.filename,
+                                      deflaters)
+            else:
+                pack = pack_from_wheel(spec, source.dist, source.key, made, source.how, deflaters, work)
+            store(directory, pack)
     except LambdaBuildError as exc:
         return exc.problem, exc.fix
     return None
-
-
-def merge(packs: list[Pack], prefix: str = "") -> dict[str, Compressed]:
-    """name in the zip -> contents; a later distribution's file wins, as when unpacking in name order."""
-    out: dict[str, Compressed] = {}
-    for pack in packs:
-        for name, content in pack.files.items():
-            out[prefix + name] = content
-    return out
-
-
-def check_overlap(packs: list[Pack], dists: list[Distribution]) -> None:
-    """The full build's check: two distributions may not install one path with different contents."""
-    check_no_overlap((dist, Path(dist.file.filename), pack.record) for dist, pack in zip(dists, packs))
-
-
-def audit_packs(packs: list[Pack], target: Target) -> AuditReport:
-    """The audit of the zip the packs make, from the ELF facts each pack recorded."""
-    names = {name.rsplit("/", 1)[-1] for pack in packs for name in pack.files}
-    return audit_objects(((path, pack.name, info) for pack in packs for path, info in pack.elf), target, names)
-
-
-def pruned_total(packs: list[Pack]) -> PruneReport:
-    return PruneReport.total(pack.pruned for pack in packs)

@@ -1,4 +1,4 @@
-"""One build, start to end: config -> resolved lock -> staged tree -> checked tree -> zips.
+"""One build, start to end: config -> resolved lock -> packs -> checked set -> zips.
 
 Everything is written into a scratch directory beside the output first; only
 when every check has passed (audit, sizes, the smoke import, each function's
@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from .archive import Entry, WrittenZip, tree_entries, write_zip
-from .audit import MB, AuditReport, SizeCheck, audit_root, check_sizes, enforce, owners, sizes_by_distribution
+from .archive import Entry, WrittenZip
+from .assemble import Zips, assemble, merge_zips
+from .audit import MB, SizeCheck, check_sizes, enforce
 from .cache import cache_dir
-from .cached_build import Zips, cached_zips, merge_zips
 from .closures import Plan, plan
 from .config import FAT, LAYER, Function, LambdaConfig
-from .contents import contents, staged_sizes
+from .docker_install import image_installer
 from .handlers import HandlerJob, Proof, prove_handlers
-from .install import StagedTree, stage
 from .lock import Resolution
 from .manifest import MANIFEST, read_manifest, write_manifest
-from .packs import eligible
-from .prune import PruneReport, prune
+from .packs import PackSpec, packs_for
+from .prune import PruneReport
 from .runtime_extra import runtime_extra
+from .sources import pack_sources
 from .scratch import Scratch
 from .smoke import smoke_check
 
@@ -42,15 +42,6 @@ class BuildOutput:
     manifest: Path
     resolution: Resolution
     pruned: PruneReport
-
-
-def install_tree(config: LambdaConfig, resolution: Resolution, root: Path, log: Log) -> StagedTree:
-    """Stage the resolution with the configured installer."""
-    if config.installer == "wheels":
-        return stage(resolution, root, cache=cache_dir(), log=log)
-    from .docker_install import stage_with_docker
-
-    return stage_with_docker(config, resolution, root, cache=cache_dir(), log=log)
 
 
 def build(
@@ -81,10 +72,9 @@ def build(
     try:
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.
-            parts = [_zips(config, part, {f.name: function_files[f.name] for f in part.functions},
-                           scratch / f"root-{number}", no_cache, log)
-                     for number, part in enumerate(closures.split())]
-            zips = merge_zips(parts)
+            zips = merge_zips([_zips(config, part, {f.name: function_files[f.name] for f in part.functions},
+                                     scratch / f"root-{number}", no_cache, log)
+                               for number, part in enumerate(closures.split())])
         else:
             zips = _zips(config, closures, function_files, scratch, no_cache, log)
         pruned = zips.pruned
@@ -126,11 +116,23 @@ def build(
 
 def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], scratch: Path,
           no_cache: bool, log: Log) -> Zips:
+    """Every distribution as a pack (built or read from the cache), and the zips assembled from them.
+
+    Without the cache (``-c``, ``HATCH_LAMBDA_NO_CACHE``) packs and layers go to a
+    throw-away store in the scratch directory: the same path, nothing reused.
+    """
     scratch.mkdir(parents=True, exist_ok=True)
-    if not no_cache and eligible(config, closures.resolution):
-        # Every distribution is a wheel: assembled from cached packs, byte-identical to the full build.
-        return cached_zips(config, closures, function_files, scratch, cache_dir(), log)
-    return _staged_zips(config, closures, function_files, scratch, log)
+    spec = PackSpec.of(config)
+    store_dir = scratch / "store" if no_cache else cache_dir()
+    work = scratch / "work"
+    image_id, install = image_installer(config, work, log) if config.installer == "docker" else (None, None)
+    sources = pack_sources(config, spec, closures.resolution, cache_dir(), work, log, image_id=image_id)
+    lock_dir = closures.resolution.lock_path.parent
+
+    def packs():
+        return packs_for(spec, sources, store_dir, cache_dir(), work / "packs", lock_dir, image=install, log=log)
+
+    return assemble(config, closures, sources, packs, function_files, scratch, store_dir, log, cached=not no_cache)
 
 
 def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], scratch: Path, log: Log,
@@ -141,7 +143,7 @@ def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], scra
     by_name = {item.path.name: item.path for item in written}
     layer = by_name.get("layer.zip")
     jobs = [HandlerJob(f, by_name[_zip_name(config, f)], layer) for f in config.functions]
-    extra = runtime_extra(closures, scratch, log)
+    extra = runtime_extra(config, closures, scratch, log)
     proofs = prove_handlers(jobs, config.target, image=config.image_name, runtime_extra=extra, log=log, warn=warn)
     return {proof.function: proof for proof in proofs}
 
@@ -160,51 +162,6 @@ def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
     for check in checks:
         log(f"  {check.artifact:<{width}}  {_size(check.zipped):>8} zipped of {config.max_zipped_mb:g} MB"
             f"  {_size(check.unzipped):>8} unzipped of {config.max_unzipped_mb:g} MB")
-
-
-def _staged_zips(
-    config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], scratch: Path, log: Log
-) -> Zips:
-    """The full build: every distribution staged into one tree, stripped, audited and deflated."""
-    tree = install_tree(config, closures.resolution, scratch / "site-packages", log)
-    for dist in tree.distributions:
-        if dist.how != "wheel":
-            log(f"  {dist.name} {dist.version}: {dist.how}")
-    sizes = staged_sizes(tree)
-    pruned = prune(tree.root, strip=config.strip, drop=config.strip_patterns, keep=config.keep_patterns)
-    audit = AuditReport() if config.audit == "off" else audit_root(tree.root, tree.target, owners(tree))
-    written, checks = _write_zips(config, closures, tree, function_files, scratch)
-    return Zips(written, checks, sizes_by_distribution(tree), pruned, audit, contents(tree, pruned, sizes))
-
-
-def _write_zips(
-    config: LambdaConfig, closures: Plan, tree: StagedTree, function_files: dict[str, list[Entry]], scratch: Path
-) -> tuple[list[WrittenZip], list[SizeCheck]]:
-    written: list[WrittenZip] = []
-    checks: list[SizeCheck] = []
-    if config.kind == LAYER:
-        layer = write_zip(tree_entries(tree.root, config.layer_prefix), scratch / "layer.zip",
-                          level=config.compression_level)
-        written.append(layer)
-        checks.append(SizeCheck("layer.zip", layer.zipped, layer.unzipped))
-        for name, entries in sorted(function_files.items()):
-            code = write_zip(entries, scratch / f"{name}.zip", level=config.compression_level)
-            written.append(code)
-            # Lambda's unzipped limit covers the function and its layers together.
-            checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.unzipped))
-    else:
-        dependencies = tree_entries(tree.root)
-        owner = owners(tree)
-        deflated: dict = {}  # the dependencies are deflated once for every fat zip
-        for name, entries in sorted(function_files.items()):
-            closure = closures.closure(name)
-            # A file no distribution claims (none should exist) goes into every fat zip.
-            own = [e for e in dependencies if owner.get(e.name, "") in closure or e.name not in owner]
-            fat = write_zip([*own, *entries], scratch / f"{name}-fat.zip", cache=deflated,
-                            level=config.compression_level)
-            written.append(fat)
-            checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
-    return written, checks
 
 
 def _manifest(config: LambdaConfig, closures: Plan, written: list[WrittenZip], pruned: PruneReport,

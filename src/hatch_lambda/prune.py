@@ -5,8 +5,8 @@ directories inside packages (``pkg/tests/``, ``pkg/sub/test/``), and
 ``.dist-info`` files other than ``METADATA``, ``entry_points.txt`` and licence
 files, so ``importlib.metadata.version()`` and entry points keep working.
 C/C++ headers and Cython sources (``*.h``, ``*.hpp``, ``*.pyx``, ``*.pxd``,
-``*.pxi``: only a compiler reads them), and identical extra copies of a shared
-library that nothing loads by name (see :mod:`.duplicates`).
+``*.pxi``: only a compiler reads them); identical extra copies of a shared
+library that nothing loads by name go at assembly (see :mod:`.duplicates`).
 ``strip-patterns`` adds gitignore-style patterns to drop; ``keep-patterns``
 protects paths from every rule.
 """
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pathspec
 
-from .duplicates import duplicate_libraries
 
 HEADERS = (".h", ".hh", ".hpp", ".hxx", ".pyx", ".pxd", ".pxi")
 TEST_DIRS = frozenset({"tests", "test"})
@@ -47,6 +46,9 @@ class PruneReport:
             out.removed.extend(report.removed)
         out.removed.sort()
         return out
+
+    def as_dict(self) -> dict:
+        return {"files": self.files, "bytes": self.bytes, "by_rule": dict(self.by_rule), "removed": list(self.removed)}
 
     def add(self, rule: str, path: str, size: int) -> None:
         self.files += 1
@@ -78,7 +80,11 @@ def default_rule(path: str) -> str | None:
 
 
 def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> PruneReport:
-    """Remove files from ``root`` by the rules; empty directories go too."""
+    """Remove files from ``root`` by the rules; empty directories go too.
+
+    Identical library copies are judged later, across the whole artifact, as
+    packs are assembled (:mod:`.duplicates`).
+    """
     report = PruneReport()
     drop_spec, keep_spec = _spec(drop), _spec(keep)
     if not strip and drop_spec is None:
@@ -96,12 +102,6 @@ def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: t
             full = Path(directory, name)
             report.add(rule, path, full.lstat().st_size)
             full.unlink()
-    if strip:
-        for path in duplicate_libraries(root):
-            if keep_spec is None or not keep_spec.match_file(path):
-                full = root / path
-                report.add("duplicate-libraries", path, full.stat().st_size)
-                full.unlink()
     remove_empty_dirs(root)
     report.removed.sort()
     return report

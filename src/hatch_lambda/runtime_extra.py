@@ -1,9 +1,9 @@
-"""What the Lambda runtime provides, staged for the handler check of fat zips.
+"""What the Lambda runtime provides, laid out for the handler check of fat zips.
 
 lambda-fat leaves boto3 and botocore out by default, since the runtime ships
 them; handler modules still import them. For the handler check the lock's own
-pins of what was left out are unpacked into a directory put last on
-``sys.path``, where the runtime's copy sits on Lambda.
+pins of what was left out are written, from their packs, into a directory put
+last on ``sys.path``, where the runtime's copy sits on Lambda.
 """
 
 from __future__ import annotations
@@ -12,18 +12,26 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from .archive import write_tree
+from .assemble import merge
 from .cache import cache_dir
 from .closures import Plan
-from .install import stage
+from .config import LambdaConfig
+from .packs import PackSpec, packs_for
+from .sources import pack_sources
 
 Log = Callable[[str], None]
 
 
-def runtime_extra(closures: Plan, scratch: Path, log: Log) -> Path | None:
-    """A directory holding ``closures.provided`` unpacked, or None when nothing was left out."""
+def runtime_extra(config: LambdaConfig, closures: Plan, scratch: Path, log: Log) -> Path | None:
+    """A directory holding ``closures.provided``, or None when nothing was left out."""
     if not closures.provided:
         return None
     provided = dataclasses.replace(closures.resolution, distributions=closures.provided)
+    spec = dataclasses.replace(PackSpec.of(config), strip=False, strip_patterns=(), keep_patterns=())
+    work = scratch / "runtime-work"
+    sources = pack_sources(config, spec, provided, cache_dir(), work, log)
+    packs = packs_for(spec, sources, cache_dir(), cache_dir(), work / "packs", provided.lock_path.parent, log=log)
     root = scratch / "runtime-extra"
-    stage(provided, root, cache=cache_dir(), log=log)
+    write_tree(merge(packs), root)
     return root
