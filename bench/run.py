@@ -71,8 +71,8 @@ def timed(command: list[str], *, cwd: Path, env: dict | None = None) -> float:
 
 def bench_lock(repeat: int) -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    from hatch_lambda.lock import resolve
-    from hatch_lambda.target import Target
+    from hatch_lambda.lockfile.resolve import resolve
+    from hatch_lambda.runtime.target import Target
 
     # The largest lock of the fixtures and of the public corpus (fixtures/corpus): about 1.5 MB.
     locks = sorted([*FIXTURES.glob("*/uv.lock"), *FIXTURES.glob("corpus/*/uv.lock")], key=lambda p: p.stat().st_size)

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from hatch_lambda.smoke import host_python, lambda_sys_path
+from hatch_lambda.checks.smoke import host_python, lambda_sys_path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -285,7 +285,7 @@ def extract(path: Path, destination: Path) -> Path:
 
 def elf_machines(zip_path: Path, directory: Path) -> dict[str, str]:
     """Unzip into ``directory``; relative path -> ELF machine (``EM_X86_64``...) of each ELF file."""
-    from hatch_lambda.elf import read_elf
+    from hatch_lambda.packs.elf import read_elf
 
     extract(zip_path, directory)
     found = {}

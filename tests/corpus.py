@@ -16,9 +16,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from uvexport import Selection
 
-from hatch_lambda.lock import Lock, read_lock, workspace_members
-from hatch_lambda.runtimes import RUNTIMES
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.resolve import Lock, read_lock, workspace_members
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fixtures" / "corpus"

@@ -1,4 +1,4 @@
-"""Reproducible zips: hatch_lambda.archive."""
+"""Reproducible zips: hatch_lambda.assemble.archive."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from buildutil import assert_zip_is_normalised, b64_of_hex, sha256_file
-from hatch_lambda.archive import Entry, directories, tree_entries, write_zip
+from hatch_lambda.assemble.archive import Entry, directories, tree_entries, write_zip
 
 DEFAULT_DATE = (2020, 2, 2, 0, 0, 0)  # hatchling's default SOURCE_DATE_EPOCH, 1580601600
 

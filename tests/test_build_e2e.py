@@ -823,9 +823,9 @@ def test_hatch_build_command(cache, tmp_path):
     lines = [line.strip() for line in output.splitlines()]
     assert "dist/lambda/layer.zip" in lines and "dist/lambda/native-app.zip" in lines, output
     # hatch's build environment got the plugin from the wheel built above, not the editable checkout
-    installed = list(data_dir.rglob("site-packages/hatch_lambda/builders.py"))
+    installed = list(data_dir.rglob("site-packages/hatch_lambda/plugin/builders.py"))
     assert len(installed) == 1, installed
-    assert installed[0].read_bytes() == (ROOT / "src" / "hatch_lambda" / "builders.py").read_bytes()
+    assert installed[0].read_bytes() == (ROOT / "src" / "hatch_lambda" / "plugin" / "builders.py").read_bytes()
     assert not list(data_dir.rglob("site-packages/*hatch_lambda*.pth"))
     assert wheel.is_file()
     # and it builds the very same bytes as `python -m hatchling build`

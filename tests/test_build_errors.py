@@ -37,10 +37,10 @@ from buildutil import (
     target_table,
 )
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.fetch import fetch_all, fetch_one
-from hatch_lambda.install import check_wheel_entries
-from hatch_lambda.lock import Distribution, LockedFile, resolve
-from hatch_lambda.target import Target
+from hatch_lambda.fetch.files import fetch_all, fetch_one
+from hatch_lambda.packs.unpack import check_wheel_entries
+from hatch_lambda.lockfile.resolve import Distribution, LockedFile, resolve
+from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 T_LAYER = "[tool.hatch.build.targets.lambda-layer]"

@@ -14,7 +14,7 @@ from hatch_lambda.config import (
     load_config,
 )
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.target import Target
+from hatch_lambda.runtime.target import Target
 
 T_LAYER = "[tool.hatch.build.targets.lambda-layer]"
 T_FAT = "[tool.hatch.build.targets.lambda-fat]"

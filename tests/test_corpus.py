@@ -18,9 +18,9 @@ from corpus import CORPUS, case_ids, cases, projects
 from uvexport import exported_pins, identity
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lock import Lock, NoFileError, read_lock, resolve
-from hatch_lambda.staleness import check_fresh
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.resolve import Lock, NoFileError, read_lock, resolve
+from hatch_lambda.lockfile.freshness import check_fresh
+from hatch_lambda.runtime.target import Target
 
 
 @cache

@@ -42,7 +42,7 @@ from dockerutil import (
     unreachable,
     use_docker,
 )
-from hatch_lambda.elf import read_elf
+from hatch_lambda.packs.elf import read_elf
 
 pytestmark = [
     pytest.mark.docker,

@@ -1,4 +1,4 @@
-"""Identical copies of one shared library: hatch_lambda.duplicates, judged across the packs of an artifact."""
+"""Identical copies of one shared library: hatch_lambda.assemble.duplicates, judged across the packs of an artifact."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 
 from concurrent.futures import ThreadPoolExecutor
 
-from hatch_lambda.assemble import without
-from hatch_lambda.duplicates import duplicate_copies
-from hatch_lambda.elf import elf_info
-from hatch_lambda.install import StagedDistribution
-from hatch_lambda.packs import PackSpec, pack_from_tree
+from hatch_lambda.assemble.zips import without
+from hatch_lambda.assemble.duplicates import duplicate_copies
+from hatch_lambda.packs.elf import elf_info
+from hatch_lambda.packs.unpack import StagedDistribution
+from hatch_lambda.packs.pack import PackSpec, pack_from_tree
 
 SPEC = PackSpec("3.12", "x86_64", True, (), (), 6)
 
@@ -114,10 +114,10 @@ def test_a_copy_another_distribution_names_stays(tmp_path, libz):
 
 @pytest.mark.parametrize("strip", [True, False])
 def test_strip_false_keeps_every_copy(tmp_path, libz, strip):
-    from hatch_lambda.assemble import checked
+    from hatch_lambda.assemble.zips import checked
     from hatch_lambda.config import LAYER, load_config
-    from hatch_lambda.lock import Distribution
-    from hatch_lambda.sources import PackSource
+    from hatch_lambda.lockfile.resolve import Distribution
+    from hatch_lambda.packs.sources import PackSource
 
     library, soname = libz
     copies(tmp_path, library, ["libz.so", soname])

@@ -35,7 +35,7 @@ from buildutil import (
     uv_command,
     zip_files,
 )
-from hatch_lambda.nesting import NESTED_ENV
+from hatch_lambda.plugin.nesting import NESTED_ENV
 
 pytestmark = pytest.mark.network
 

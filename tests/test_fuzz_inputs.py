@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from conftest import copy_fixture, fixture_path
 from hatch_lambda.config import FAT, LAYER, LambdaConfig, _KEYS, load_config
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lock import Resolution, read_lock, resolve
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.resolve import Resolution, read_lock, resolve
+from hatch_lambda.runtime.target import Target
 
 FIXTURES = ("native-app", "extras-app", "workspace-app", "sources-app", "forked-app", "markers-app")
 TARGET = Target("3.11", "x86_64")

@@ -19,9 +19,9 @@ import tomli_w
 
 from buildutil import LAYER, assert_failed_cleanly, hatchling_build, invoke, lambda_root, manifest, uv_lock
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.git_source import parse_git_source
-from hatch_lambda.lock import resolve
-from hatch_lambda.target import Target
+from hatch_lambda.fetch.git import parse_git_source
+from hatch_lambda.lockfile.resolve import resolve
+from hatch_lambda.runtime.target import Target
 
 COMMIT = "c25dbc07fdc03aed81aff5c705457c0b9c54a837"
 

@@ -245,9 +245,9 @@ SERVED = {
 
 @pytest.mark.parametrize("case", sorted(SERVED))
 def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, cache, case):
-    from hatch_lambda.lock import resolve
-    from hatch_lambda.sources import is_lock_wheel
-    from hatch_lambda.target import Target
+    from hatch_lambda.lockfile.resolve import resolve
+    from hatch_lambda.packs.sources import is_lock_wheel
+    from hatch_lambda.runtime.target import Target
 
     make, needles = SERVED[case]
     project = tmp_path / "hostileapp"

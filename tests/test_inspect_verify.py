@@ -16,10 +16,10 @@ import pytest
 
 from buildutil import FAT, LAYER, OUT, copy_fixture, hatchling_build, manifest
 from conftest import run_cli
-from hatch_lambda.fetch import fetch_one
-from hatch_lambda.lock import resolve
-from hatch_lambda.smoke import host_python, top_level_modules
-from hatch_lambda.target import Target
+from hatch_lambda.fetch.files import fetch_one
+from hatch_lambda.lockfile.resolve import resolve
+from hatch_lambda.checks.smoke import host_python, top_level_modules
+from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE_DISTS = {"pyyaml", "markupsafe", "orjson"}

@@ -8,8 +8,8 @@ import pytest
 from conftest import copy_fixture, fixture_path, sha, write_project
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lock import find_lock, read_lock, resolve
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.resolve import find_lock, read_lock, resolve
+from hatch_lambda.runtime.target import Target
 
 INDEX = "https://pypi.org/simple"
 T311 = Target("3.11", "x86_64")

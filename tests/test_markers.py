@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from packaging.markers import InvalidMarker, Marker
 
-from hatch_lambda.markers import encode_extra, encode_group, evaluate
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.markers import encode_extra, encode_group, evaluate
+from hatch_lambda.runtime.target import Target
 
 ENV_311_X86 = Target("3.11", "x86_64").marker_environment
 ENV_312_ARM = Target("3.12", "arm64").marker_environment

@@ -19,10 +19,10 @@ from buildutil import (
     hatchling_build,
     manifest,
 )
-from hatch_lambda.download import RetryPolicy, download
+from hatch_lambda.fetch.download import RetryPolicy, download
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.fetch import fetch_one
-from hatch_lambda.lock import Distribution, LockedFile
+from hatch_lambda.fetch.files import fetch_one
+from hatch_lambda.lockfile.resolve import Distribution, LockedFile
 from wheelserver import WheelServer, assert_cache_holds_only_verified_files, cache_files, loopback_env, point_lock_at
 
 NAME = "demo-1.0-py3-none-any.whl"
@@ -190,12 +190,12 @@ class _Stream:
 @pytest.mark.parametrize("terminal", [False, True])
 def test_a_long_download_shows_progress(tmp_path, server, monkeypatch, terminal):
     """A periodic line in a log, one rewritten line on a terminal; a last line with what was fetched."""
-    from hatch_lambda.fetch import fetch_all
-    from hatch_lambda.progress import Progress
+    from hatch_lambda.fetch.files import fetch_all
+    from hatch_lambda.fetch.progress import Progress
 
     stream = _Stream(terminal)
     monkeypatch.setenv("HATCH_LAMBDA_PROGRESS_INTERVAL", "0.3")
-    monkeypatch.setattr("hatch_lambda.fetch.Progress",
+    monkeypatch.setattr("hatch_lambda.fetch.files.Progress",
                         lambda files, total: Progress(files, total, stream=stream, delay=0.5))
     server.fault(NAME, kind="trickle", piece=len(BODY) // 10, seconds=0.2)  # about 2 s in all
     dist = _dist(server)
@@ -214,10 +214,10 @@ def test_a_long_download_shows_progress(tmp_path, server, monkeypatch, terminal)
 
 
 def test_a_quick_download_shows_nothing(tmp_path, server, monkeypatch):
-    from hatch_lambda.fetch import fetch_all
-    from hatch_lambda.progress import Progress
+    from hatch_lambda.fetch.files import fetch_all
+    from hatch_lambda.fetch.progress import Progress
 
     stream = _Stream(False)
-    monkeypatch.setattr("hatch_lambda.fetch.Progress", lambda files, total: Progress(files, total, stream=stream))
+    monkeypatch.setattr("hatch_lambda.fetch.files.Progress", lambda files, total: Progress(files, total, stream=stream))
     fetch_all([_dist(server)], tmp_path / "cache", tmp_path)
     assert stream.text == ""

@@ -1,4 +1,4 @@
-"""Stripping a staged tree: hatch_lambda.prune."""
+"""Stripping a staged tree: hatch_lambda.packs.strip."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hatch_lambda.prune import default_rule, prune
+from hatch_lambda.packs.strip import default_rule, prune
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
-from hatch_lambda.archive import Entry
+from hatch_lambda.assemble.archive import Entry
 from hatch_lambda.config import load_config
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.secret_files import filter_secrets
+from hatch_lambda.plugin.secrets import filter_secrets
 
 SECRETS = [
     "native_app/.env",

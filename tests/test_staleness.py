@@ -10,9 +10,9 @@ import pytest
 from conftest import FIXTURES, copy_fixture, uv_command
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lock import find_lock, read_lock, resolve
-from hatch_lambda.staleness import check_fresh
-from hatch_lambda.target import Target
+from hatch_lambda.lockfile.resolve import find_lock, read_lock, resolve
+from hatch_lambda.lockfile.freshness import check_fresh
+from hatch_lambda.runtime.target import Target
 
 T311 = Target("3.11", "x86_64")
 T312 = Target("3.12", "x86_64")

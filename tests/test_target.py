@@ -9,7 +9,7 @@ from packaging.markers import default_environment
 from packaging.tags import Tag
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.target import Target, lowest_runtime
+from hatch_lambda.runtime.target import Target, lowest_runtime
 
 ALL_TARGETS = [(python, arch) for python in ("3.10", "3.11", "3.12", "3.13", "3.14") for arch in ("x86_64", "arm64")]
 
@@ -161,8 +161,8 @@ def test_marker_environment_is_complete(python, arch):
     assert set(env) == set(default_environment())
     assert all(isinstance(value, str) for value in env.values())
     assert env["python_version"] == python
-    # The patch release Lambda runs (see hatch_lambda.runtimes).
-    from hatch_lambda.runtimes import RUNTIMES
+    # The patch release Lambda runs (see hatch_lambda.runtime.runtimes).
+    from hatch_lambda.runtime.runtimes import RUNTIMES
 
     assert env["python_full_version"] == RUNTIMES[python].patch
     assert env["implementation_version"] == env["python_full_version"]
@@ -236,8 +236,8 @@ def test_lowest_runtime_refuses_impossible_ranges():
 
 
 def test_python_full_version_markers_are_judged_at_the_runtime_patch_release():
-    from hatch_lambda.markers import evaluate
-    from hatch_lambda.runtimes import RUNTIMES
+    from hatch_lambda.lockfile.markers import evaluate
+    from hatch_lambda.runtime.runtimes import RUNTIMES
 
     for python, runtime in RUNTIMES.items():
         environment = Target(python).marker_environment
@@ -254,14 +254,14 @@ def test_python_full_version_markers_are_judged_at_the_runtime_patch_release():
 
 
 def test_every_runtime_has_one_line_with_its_facts():
-    from hatch_lambda.runtimes import RUNTIMES
+    from hatch_lambda.runtime.runtimes import RUNTIMES
 
     assert list(RUNTIMES) == ["3.10", "3.11", "3.12", "3.13", "3.14"]
     for python, runtime in RUNTIMES.items():
         assert runtime.identifier == f"python{python}"
         assert runtime.glibc == ((2, 26) if runtime.os_release == "Amazon Linux 2" else (2, 34))
         assert runtime.deprecated < runtime.block_create <= runtime.block_update
-    source = Path(__file__).parent.parent / "src" / "hatch_lambda" / "runtimes.py"
+    source = Path(__file__).parent.parent / "src" / "hatch_lambda" / "runtime" / "runtimes.py"
     lines = [line for line in source.read_text().splitlines() if line.strip().startswith('Runtime("')]
     assert len(lines) == len(RUNTIMES)  # adding a runtime is one line
 
@@ -269,7 +269,7 @@ def test_every_runtime_has_one_line_with_its_facts():
 def test_a_deprecated_runtime_warns_with_its_dates():
     from datetime import date
 
-    from hatch_lambda.runtimes import RUNTIMES
+    from hatch_lambda.runtime.runtimes import RUNTIMES
 
     runtime = RUNTIMES["3.10"]
     assert runtime.deprecation_warning(date(2026, 10, 30)) is None
@@ -286,8 +286,8 @@ def test_a_deprecated_runtime_warns_with_its_dates():
 def test_requires_python_is_judged_at_the_runtime_patch_release():
     from packaging.specifiers import SpecifierSet
 
-    from hatch_lambda.runtimes import RUNTIMES
-    from hatch_lambda.target import allowed_runtimes
+    from hatch_lambda.runtime.runtimes import RUNTIMES
+    from hatch_lambda.runtime.target import allowed_runtimes
 
     patch = RUNTIMES["3.12"].patch
     major, minor, micro = patch.split(".")
@@ -299,7 +299,7 @@ def test_requires_python_is_judged_at_the_runtime_patch_release():
 
 def test_a_newer_patch_release_than_the_table_knows_can_be_named():
     """AWS moves runtimes to newer patch releases; python = "3.13.14" says Lambda runs that one now."""
-    from hatch_lambda.runtimes import RUNTIMES
+    from hatch_lambda.runtime.runtimes import RUNTIMES
 
     target = Target("3.13.14", "arm64")
     assert (target.python, target.patch, target.full_version) == ("3.13", "3.13.14", "3.13.14")

@@ -20,10 +20,10 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from hatch_lambda.git_source import parse_git_source
-from hatch_lambda.lock import Lock, source_kind
-from hatch_lambda.markers import encode_extra, encode_group, evaluate
-from hatch_lambda.target import Target
+from hatch_lambda.fetch.git import parse_git_source
+from hatch_lambda.lockfile.resolve import Lock, source_kind
+from hatch_lambda.lockfile.markers import encode_extra, encode_group, evaluate
+from hatch_lambda.runtime.target import Target
 
 
 @dataclass(frozen=True)

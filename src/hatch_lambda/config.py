@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LambdaBuildError
-from .target import RUNTIMES, Target, check_arch, check_python, lowest_runtime
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.target import RUNTIMES, Target, check_arch, check_python, lowest_runtime
 
 LAYER = "lambda-layer"
 FAT = "lambda-fat"

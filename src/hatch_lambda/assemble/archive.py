@@ -1,0 +1,203 @@
+"""Reproducible zips: same inputs, same bytes, on any machine.
+
+Entries sorted, every timestamp from ``SOURCE_DATE_EPOCH`` (hatchling's fixed
+default otherwise), modes normalised to 0644 / 0755 (executables and
+directories), no extra fields. A zip is written to a temporary file and renamed
+into place by the caller once the whole build has passed its checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatchling.builders.utils import get_reproducible_timestamp
+from zlib_ng import zlib_ng
+
+from hatch_lambda.fetch.files import file_sha256
+
+# zlib-ng deflates 2.5x faster than zlib at the same level (about 2% larger at 6); bundled with
+# its wheel, so its output does not depend on the system's zlib either.
+COMPRESSION_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file to put in a zip: its path inside the zip and where it is on disk."""
+
+    name: str  # posix, no leading slash
+    source: Path
+
+
+@dataclass(frozen=True)
+class WrittenZip:
+    path: Path
+    entries: int
+    zipped: int  # bytes of the zip
+    unzipped: int  # sum of file sizes inside
+    sha256: str  # hex
+
+    @property
+    def sha256_base64(self) -> str:
+        return base64.b64encode(bytes.fromhex(self.sha256)).decode()
+
+
+def tree_entries(root: Path, prefix: str = "") -> list[Entry]:
+    """Every file under ``root`` (symbolic links are refused by the installer)."""
+    out = []
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        relative = Path(directory).relative_to(root).as_posix()
+        for name in files:
+            path = name if relative == "." else f"{relative}/{name}"
+            out.append(Entry(prefix + path, Path(directory, name)))
+    return out
+
+
+def _date_time() -> tuple[int, int, int, int, int, int]:
+    # Zip cannot store dates before 1980.
+    stamp = max(get_reproducible_timestamp(), 315532800)
+    return time.gmtime(stamp)[:6]
+
+
+def _info(name: str, mode: int, date_time) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time)
+    info.create_system = 3  # Unix, so the mode bits are read
+    info.external_attr = mode << 16
+    if not name.endswith("/"):
+        info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def directories(names: Iterable[str]) -> set[str]:
+    out = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            out.add("/".join(parts[:depth]) + "/")
+    return out
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """One file's contents, deflated once (or stored when deflating does not help)."""
+
+    method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
+    crc: int
+    size: int
+    data: bytes | memoryview
+    executable: bool
+
+
+def compress(source: Path, level: int = COMPRESSION_LEVEL) -> Compressed:
+    raw = source.read_bytes()
+    deflater = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
+    data = deflater.compress(raw) + deflater.flush()
+    method = zipfile.ZIP_DEFLATED
+    if len(data) >= len(raw):
+        data, method = raw, zipfile.ZIP_STORED
+    executable = bool(source.stat().st_mode & 0o111)
+    return Compressed(method, zlib_ng.crc32(raw), len(raw), data, executable)
+
+
+def write_zip(
+    entries: Iterable[Entry],
+    destination: Path,
+    *,
+    cache: dict[Path, Compressed] | None = None,
+    level: int = COMPRESSION_LEVEL,
+) -> WrittenZip:
+    """Write ``entries`` (and their directories) to ``destination`` reproducibly.
+
+    Files are deflated on every core at once (zlib releases the GIL), then
+    written in name order. ``cache`` keeps deflated contents across zips that
+    share files, as the fat zips of one build do.
+    """
+    by_name: dict[str, Entry] = {}
+    for entry in entries:
+        by_name[entry.name] = entry  # a later entry wins, as in an overlay
+    cache = {} if cache is None else cache
+    todo = sorted({e.source for e in by_name.values() if e.source not in cache})
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        cache.update(zip(todo, pool.map(partial(compress, level=level), todo)))
+    return write_compressed({name: cache[entry.source] for name, entry in by_name.items()}, destination)
+
+
+def compress_entries(entries: Iterable[Entry], level: int = COMPRESSION_LEVEL) -> dict[str, Compressed]:
+    """name -> deflated contents, on every core; a later entry with the same name wins."""
+    by_name = {entry.name: entry for entry in entries}
+    names = sorted(by_name)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(partial(compress, level=level), [by_name[n].source for n in names])))
+
+
+def write_compressed(contents: dict[str, Compressed], destination: Path) -> WrittenZip:
+    """Write already-deflated files (name -> contents), and their directories, in name order.
+
+    The bytes depend only on the names and contents, not on where the deflated
+    data came from, so a zip assembled from cached entries equals a fresh one.
+    """
+    date_time = _date_time()
+    unzipped = 0
+    names = sorted([*contents, *directories(contents)])
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(destination, "w") as archive:
+        for name in names:
+            if name.endswith("/"):
+                archive.writestr(_info(name, stat.S_IFDIR | 0o755, date_time), b"")
+                continue
+            content = contents[name]
+            info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
+            _write_compressed(archive, info, content)
+            unzipped += content.size
+    return WrittenZip(
+        path=destination,
+        entries=len(names),
+        zipped=destination.stat().st_size,
+        unzipped=unzipped,
+        sha256=file_sha256(destination),
+    )
+
+
+def _write_compressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, content: Compressed) -> None:
+    """Append already-deflated data as one entry; zipfile writes the central directory on close.
+
+    zipfile has no public call for this, so the entry is added the way
+    ``ZipFile.writestr`` adds one, minus its (single-threaded) compression.
+    """
+    info.compress_type = content.method
+    info.CRC = content.crc
+    info.file_size = content.size
+    info.compress_size = len(content.data)
+    info.header_offset = archive.fp.tell()
+    archive.fp.write(info.FileHeader(zip64=False))
+    archive.fp.write(content.data)
+    archive.start_dir = archive.fp.tell()
+    archive.filelist.append(info)
+    archive.NameToInfo[info.filename] = info
+    archive._didModify = True
+
+
+def inflate(content: Compressed) -> bytes:
+    """The file a :class:`Compressed` holds."""
+    if content.method == zipfile.ZIP_STORED:
+        return bytes(content.data)
+    return zlib_ng.decompress(bytes(content.data), -15)
+
+
+def write_tree(contents: dict[str, Compressed], root: Path) -> None:
+    """Write files (name -> contents) under ``root``, as an unzip would."""
+    for name, content in sorted(contents.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(inflate(content))
+        if content.executable:
+            path.chmod(0o755)

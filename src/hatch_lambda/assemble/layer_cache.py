@@ -1,0 +1,114 @@
+"""Finished dependency zips (``layer.zip``) in the cache, so a code-only rebuild does not touch them.
+
+The key names every pack the zip is made of (each pack's key already names its
+wheel's sha256, the target, the strip rules, the compression level and
+hatch-lambda's version), the path prefix inside the zip and the timestamp of
+its entries. The entry stores the zip and what the manifest, the audit and
+the size checks need (digest, sizes, entry count, stripping report, largest
+distributions, the audit's findings, each distribution's contents), so a hit
+reads none of the dependencies and does not hash the zip again. A hit is hard-linked into the build (copied across file systems)
+and checked; an entry that fails is discarded and the layer assembled again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatch_lambda.assemble.archive import WrittenZip, _date_time
+from hatch_lambda.assemble.audit import Finding
+from hatch_lambda.cache.store import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
+from hatch_lambda.fetch.files import file_sha256
+from hatch_lambda.packs.strip import PruneReport
+
+ZIP = "layer.zip"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class CachedLayer:
+    written: WrittenZip
+    pruned: PruneReport
+    largest: list[tuple[str, int]]  # (distribution, bytes), largest first
+    findings: tuple[Finding, ...]  # the audit's, whatever the audit mode
+    contents: dict[str, dict]  # the manifest's, by distribution
+
+
+def layer_key(pack_keys: list[str], prefix: str) -> str:
+    return key_of({"kind": "layer", "packs": pack_keys, "prefix": prefix, "date_time": list(_date_time())})
+
+
+def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
+    """Place the cached zip for ``key`` at ``destination`` and check it; None on a miss.
+
+    The zip is hard-linked when the cache is on the same file system (no bytes
+    read or written) and checked by its size and modification time, which any
+    rewrite of either name changes; a copy is checked by its sha256.
+    """
+    directory = entry_dir(cache, "layers", key)
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        try:
+            os.link(directory / ZIP, destination)
+            linked = True
+        except OSError:
+            shutil.copyfile(directory / ZIP, destination)
+            linked = False
+        if meta.get("key") != key:
+            raise ValueError("another key")
+        if linked:
+            status = destination.stat()
+            if status.st_size != meta["zipped"] or status.st_mtime_ns != meta["mtime_ns"]:
+                raise ValueError("changed since it was stored")
+        elif file_sha256(destination) != meta["sha256"]:
+            raise ValueError("damaged")
+        written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
+        pruned = PruneReport(**meta["pruned"])
+        largest = [(name, size) for name, size in meta["largest"]]
+        findings = tuple(Finding.from_dict(item) for item in meta["findings"])
+        contents = dict(meta["contents"])
+    except (OSError, KeyError, TypeError, ValueError):
+        destination.unlink(missing_ok=True)
+        with locked(directory):
+            discard(directory)
+        return None
+    touch(directory)
+    return CachedLayer(written, pruned, largest, findings, contents)
+
+
+def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
+    """Keep a copy of a freshly written layer zip (atomically, under the entry's lock)."""
+    directory = entry_dir(cache, "layers", key)
+    with locked(directory):
+        if (directory / META).is_file():
+            return
+        temporary = atomic_dir(directory)
+        try:
+            shutil.copyfile(layer.written.path, temporary / ZIP)
+            if file_sha256(temporary / ZIP) != layer.written.sha256:
+                raise OSError(f"copying {layer.written.path} into the cache changed it")
+            meta = {
+                "key": key,
+                "sha256": layer.written.sha256,
+                "zipped": layer.written.zipped,
+                "mtime_ns": (temporary / ZIP).stat().st_mtime_ns,
+                "entries": layer.written.entries,
+                "unzipped": layer.written.unzipped,
+                "pruned": {"files": layer.pruned.files, "bytes": layer.pruned.bytes,
+                           "by_rule": layer.pruned.by_rule, "removed": layer.pruned.removed},
+                "largest": layer.largest,
+                "findings": [finding.as_dict() for finding in layer.findings],
+                "contents": layer.contents,
+            }
+            with (temporary / META).open("w") as out:
+                out.write(json.dumps(meta))
+            publish(temporary, directory)
+        except BaseException:
+            discard(temporary)
+            raise

@@ -1,0 +1,109 @@
+"""Finding a built artifact's facts again: its kind, its manifest section, its runtime.
+
+Used by ``hatch-lambda inspect`` and ``hatch-lambda verify``. PATH is a zip
+(its ``manifest.json`` is looked for beside it), an output directory holding a
+``manifest.json`` (every artifact it lists), or an unpacked tree.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.assemble.manifest import read_manifest
+from hatch_lambda.runtime.target import RUNTIMES, Target
+
+LAYER_KIND = "layer"
+FAT_KIND = "function-fat"
+FUNCTION_KIND = "function"
+TREE_KIND = "tree"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    kind: str  # layer, function, function-fat, or tree (an unpacked directory)
+    section: dict | None  # its target's section of manifest.json, when there is one
+
+    @property
+    def is_zip(self) -> bool:
+        return self.kind != TREE_KIND
+
+
+def _guess_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if not name.endswith("/")]
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise LambdaBuildError(f"{path} is not a readable zip file: {exc}") from None
+    return LAYER_KIND if names and all(name.startswith("python/") for name in names) else FAT_KIND
+
+
+def _describe(path: Path, sections: dict[str, dict]) -> Artifact:
+    for section in sections.values():
+        for item in section.get("artifacts", []):
+            if item.get("file") == path.name:
+                return Artifact(path, item.get("kind", FAT_KIND), section)
+    return Artifact(path, _guess_kind(path), None)
+
+
+def find_artifacts(path: Path) -> list[Artifact]:
+    """The artifacts PATH stands for, with their manifest sections."""
+    if path.is_file():
+        return [_describe(path, read_manifest(path.parent))]
+    if path.is_dir():
+        sections = read_manifest(path)
+        if sections:
+            out = []
+            for section in sections.values():
+                for item in section.get("artifacts", []):
+                    zip_path = path / item.get("file", "")
+                    if zip_path.is_file():
+                        out.append(Artifact(zip_path, item.get("kind", FAT_KIND), section))
+            if out:
+                return out
+        return [Artifact(path, TREE_KIND, None)]
+    raise LambdaBuildError(f"{path} does not exist", "give a zip built by hatch-lambda, or its output directory")
+
+
+def add_target_arguments(parser) -> None:
+    """``--python`` / ``--arch`` of the commands that read built artifacts (see :func:`target_of`)."""
+    parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
+    parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")
+
+
+def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Target:
+    """The runtime to check against: the options, else the manifest section."""
+    section = artifact.section or {}
+    python = python or section.get("python")
+    arch = arch or section.get("arch") or "x86_64"
+    if not python:
+        raise LambdaBuildError(
+            f"no manifest.json beside {artifact.path.name} says which Lambda runtime it is for",
+            "give --python (and --arch for arm64)",
+        )
+    return Target(python, arch)
+
+
+def unpack(artifact: Artifact, destination: Path) -> Path:
+    """The artifact's files on disk: a zip is extracted into ``destination``, a tree is used as it is."""
+    if not artifact.is_zip:
+        return artifact.path
+    destination.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(artifact.path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if name.startswith("/") or ".." in name.split("/"):
+                raise LambdaBuildError(f"{artifact.path.name} holds a path outside its root: {name!r}")
+            archive.extract(info, destination)
+    return destination
+
+
+def dependency_roots(root: Path, python: str) -> list[Path]:
+    """Where the dependencies sit in an unpacked artifact, in Lambda's sys.path order."""
+    site = root / "python" / "lib" / f"python{python}" / "site-packages"
+    if (root / "python").is_dir():
+        return [path for path in (site, root / "python") if path.is_dir()]
+    return [root]

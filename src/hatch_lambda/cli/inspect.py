@@ -1,0 +1,199 @@
+"""``hatch-lambda inspect PATH``: where the bytes of an artifact went, and what the audit finds in it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatch_lambda.cli.artifacts import Artifact, add_target_arguments, find_artifacts, target_of
+from hatch_lambda.assemble.audit import audit_root
+from hatch_lambda.packs.contents import OTHER, UNKNOWN, owners_from_dist_info, owners_from_manifest
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.target import Target
+
+MB = 1 << 20
+
+
+@dataclass
+class Row:
+    name: str
+    version: str = ""
+    files: int = 0
+    unzipped: int = 0
+    zipped: int = 0  # compressed bytes of its entries (0 for an unpacked tree)
+    stripped_files: int = 0
+    stripped_bytes: int = 0
+
+
+@dataclass
+class ArtifactReport:
+    artifact: str
+    kind: str
+    target: Target
+    file_bytes: int | None  # the zip's size on disk
+    rows: list[Row] = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    elf_objects: int = 0
+
+    @property
+    def overhead(self) -> int | None:
+        """Zip headers and central directory: file size minus the entries' compressed bytes."""
+        if self.file_bytes is None:
+            return None
+        return self.file_bytes - sum(row.zipped for row in self.rows)
+
+    def as_dict(self) -> dict:
+        return {
+            "artifact": self.artifact,
+            "kind": self.kind,
+            "python": self.target.python,
+            "arch": self.target.arch,
+            "file_bytes": self.file_bytes,
+            "zip_overhead_bytes": self.overhead,
+            "files": sum(row.files for row in self.rows),
+            "unzipped_bytes": sum(row.unzipped for row in self.rows),
+            "zipped_bytes": sum(row.zipped for row in self.rows),
+            "distributions": [row.__dict__ for row in self.rows],
+            "audit": {"ok": not self.findings, "elf_objects": self.elf_objects,
+                      "findings": [finding.as_dict() for finding in self.findings]},
+        }
+
+
+def _prefix(names: list[str], python: str) -> str:
+    site = f"python/lib/python{python}/site-packages/"
+    if any(name.startswith(site) for name in names):
+        return site
+    if names and all(name.startswith("python/") for name in names):
+        return "python/"
+    return ""
+
+
+def _entries(artifact: Artifact) -> list[tuple[str, int, int]]:
+    """(path, unzipped, zipped) of every file of the artifact."""
+    if artifact.is_zip:
+        with zipfile.ZipFile(artifact.path) as archive:
+            return [(i.filename, i.file_size, i.compress_size) for i in archive.infolist() if not i.is_dir()]
+    out = []
+    for directory, dirs, files in os.walk(artifact.path):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(directory, name)
+            out.append((full.relative_to(artifact.path).as_posix(), full.lstat().st_size, 0))
+    return out
+
+
+def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
+    entries = _entries(artifact)
+    names = [name for name, _, _ in entries]
+    prefix = _prefix(names, target.python)
+    section = artifact.section or {}
+    recorded = section.get("contents") or {}
+    tops = owners_from_manifest(recorded)
+    files: dict[str, str] = {}
+    if not tops and artifact.is_zip:
+        with zipfile.ZipFile(artifact.path) as archive:
+            tops, files = owners_from_dist_info(names, prefix, archive.read)
+    elif not tops:
+        tops, files = owners_from_dist_info(names, prefix, lambda name: (artifact.path / name).read_bytes())
+    rows: dict[str, Row] = {}
+    owner: dict[str, str] = {}
+    for name, unzipped, zipped in entries:
+        rest = name[len(prefix):] if name.startswith(prefix) else name
+        dist = files.get(name) or tops.get(rest.split("/", 1)[0]) or (OTHER if recorded else UNKNOWN)
+        owner[name] = dist
+        row = rows.setdefault(dist, Row(dist, recorded.get(dist, {}).get("version", "")))
+        row.files += 1
+        row.unzipped += unzipped
+        row.zipped += zipped
+    for dist, info in recorded.items():
+        if dist in rows:
+            rows[dist].stripped_files = info.get("stripped_files", 0)
+            rows[dist].stripped_bytes = info.get("stripped_bytes", 0)
+    report = ArtifactReport(
+        artifact.path.name,
+        artifact.kind,
+        target,
+        artifact.path.stat().st_size if artifact.is_zip else None,
+        sorted(rows.values(), key=lambda row: (-row.unzipped, row.name)),
+    )
+    with tempfile.TemporaryDirectory(prefix="hatch-lambda-inspect-") as scratch:
+        if artifact.is_zip:
+            audited = audit_root(_unpack_elf(artifact.path, Path(scratch)), target, owner,
+                                 {name.rsplit("/", 1)[-1] for name in names})
+        else:
+            audited = audit_root(artifact.path, target, owner)
+    report.findings = audited.findings
+    report.elf_objects = len(audited.objects)
+    return report
+
+
+def _unpack_elf(path: Path, destination: Path) -> Path:
+    """Only the ELF files of a zip, extracted for the audit (the other names are passed to it as they are)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.filename.startswith("/") or ".." in info.filename.split("/"):
+                continue
+            with archive.open(info) as handle:
+                if handle.read(4) != b"\x7fELF":
+                    continue
+            archive.extract(info, destination)
+    return destination
+
+
+def _mb(size: int) -> str:
+    return f"{size / MB:8.2f} MB"
+
+
+def render(report: ArtifactReport) -> str:
+    data = report.as_dict()
+    head = (f"{report.artifact} ({report.kind}) for {report.target.describe()}: {data['files']} files, "
+            f"{data['unzipped_bytes'] / MB:.2f} MB unzipped")
+    if report.file_bytes is not None:
+        head += f", {report.file_bytes / MB:.2f} MB zipped"
+    lines = [head, f"  {'distribution':<32} {'version':<12} {'files':>6} {'unzipped':>11} {'zipped':>11} "
+                   f"{'stripped':>11}"]
+    for row in report.rows:
+        stripped = f"{_mb(row.stripped_bytes)} ({row.stripped_files} files)" if row.stripped_files else ""
+        lines.append(f"  {row.name:<32} {row.version:<12} {row.files:>6} {_mb(row.unzipped):>11} "
+                     f"{_mb(row.zipped):>11} {stripped}")
+    if report.overhead is not None:
+        lines.append(f"  {'(zip headers and directory)':<32} {'':<12} {'':>6} {'':>11} {_mb(report.overhead):>11}")
+    if report.findings:
+        lines.append(f"  audit: {len(report.findings)} problems in {report.elf_objects} ELF objects:")
+        lines += [f"    {finding.line}" for finding in report.findings]
+    else:
+        lines.append(f"  audit: {report.elf_objects} ELF objects, all fit the runtime")
+    return "\n".join(lines)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "inspect",
+        help="sizes by distribution, what stripping removed, and the native-code audit of a built artifact",
+    )
+    parser.add_argument("path", type=Path, help="a zip, the output directory (with manifest.json), or an unpacked tree")
+    add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """0: everything fits; 1: the audit found problems; 2: an error."""
+    try:
+        reports = [inspect_artifact(a, target_of(a, args.python, args.arch)) for a in find_artifacts(args.path)]
+    except LambdaBuildError as exc:
+        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
+        return 2
+    ok = all(not report.findings for report in reports)
+    if args.json:
+        print(json.dumps({"ok": ok, "artifacts": [report.as_dict() for report in reports]}, indent=2))
+    else:
+        print("\n\n".join(render(report) for report in reports))
+    return 0 if ok else 1
+

@@ -1,0 +1,191 @@
+"""Downloading the lock's files into a cache, checked against the lock's sha256.
+
+Several downloads run at once. A file whose digest disagrees with the lock is
+an error and is never cached. The usual proxy variables apply (urllib reads
+them) and credentials for private indexes come from ``~/.netrc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import netrc
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hatch_lambda.fetch.download import DownloadFailed, RetryPolicy, download
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.lockfile.resolve import Distribution, LockedFile
+from hatch_lambda.fetch.progress import Progress
+
+CHUNK = 1 << 20
+STALE_PART_SECONDS = 3600
+
+
+def _netrc_header(url: str) -> dict[str, str]:
+    host = urlsplit(url).hostname
+    path = os.environ.get("NETRC") or Path.home() / ".netrc"
+    if not host or not Path(path).is_file():
+        return {}
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError):
+        return {}
+    if not entry:
+        return {}
+    login, _, password = entry
+    token = base64.b64encode(f"{login}:{password or ''}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def fetch_one(
+    dist: Distribution,
+    cache: Path,
+    lock_dir: Path,
+    *,
+    policy: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """The local path of ``dist``'s chosen file, downloaded and verified if needed."""
+    file = dist.file
+    assert file is not None
+    if file.url is None:
+        # A path source: the file is in the project tree, relative to the lock.
+        local = (lock_dir / (file.path or dist.source)).resolve()
+        if not local.is_file():
+            raise LambdaBuildError(f"{dist.pin}: {local} does not exist (named in uv.lock)", "run `uv lock`")
+        _verify(local, dist)
+        return local
+    if not file.sha256:
+        raise LambdaBuildError(
+            f"{dist.pin}: uv.lock has no sha256 for {file.filename}",
+            "run `uv lock` so every file carries a hash",
+        )
+    final = cached_path(file, cache)
+    if final.is_file():
+        if file_sha256(final) == file.sha256:
+            return final
+        final.unlink(missing_ok=True)  # damaged in the cache: fetch it again
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(final.parent)
+    headers = {"User-Agent": "hatch-lambda", **_netrc_header(file.url)}
+    with tempfile.NamedTemporaryFile(dir=final.parent, delete=False, suffix=".part") as out:
+        try:
+            actual = download(file.url, out, headers=headers, policy=policy or RetryPolicy.from_env(), stop=stop,
+                              progress=progress.add if progress else None)
+        except DownloadFailed as exc:
+            out.close()
+            os.unlink(out.name)
+            raise LambdaBuildError(
+                f"{dist.pin}: downloading {file.url} failed: {exc}",
+                "check the URL, the network, the proxy variables (HTTPS_PROXY) and ~/.netrc for private indexes",
+            ) from None
+        except BaseException:
+            out.close()
+            os.unlink(out.name)
+            raise
+    if actual != file.sha256:
+        os.unlink(out.name)
+        raise LambdaBuildError(
+            f"{dist.pin}: {file.filename} has sha256 {actual}, but uv.lock says {file.sha256}",
+            "the file changed on the index or the lock was edited; run `uv lock --refresh-package "
+            f"{dist.name}` and review the change",
+        )
+    os.replace(out.name, final)
+    if progress is not None:
+        progress.finished_one()
+    return final
+
+
+def cached_path(file: LockedFile, cache: Path) -> Path:
+    """Where a file of the lock is kept in the cache, by its sha256."""
+    return cache / "files" / file.sha256[:2] / file.sha256 / file.filename
+
+
+def progress_for(dists: Iterable[Distribution], cache: Path) -> Progress:
+    """Progress of downloading what of ``dists`` the cache does not hold yet."""
+    missing = [d.file for d in dists
+               if d.file is not None and d.file.url and d.file.sha256 and not cached_path(d.file, cache).is_file()]
+    return Progress(len(missing), sum(f.size or 0 for f in missing))
+
+
+def _remove_stale_parts(directory: Path) -> None:
+    """Delete ``*.part`` files a killed build left behind (a live download keeps its file fresh)."""
+    now = time.time()
+    for part in directory.glob("*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, dist: Distribution) -> None:
+    expected = dist.file.sha256 if dist.file else None
+    if not expected:
+        return
+    actual = file_sha256(path)
+    if actual != expected:
+        raise LambdaBuildError(
+            f"{dist.pin}: {path} has sha256 {actual}, but uv.lock says {expected}",
+            "run `uv lock` after changing a local file",
+        )
+
+
+def fetch_all(
+    dists: Iterable[Distribution],
+    cache: Path,
+    lock_dir: Path,
+    *,
+    jobs: int = 8,
+    on_done: Callable[[Distribution, Path], None] | None = None,
+) -> dict[str, Path]:
+    """Download every distribution's file, several at once: name -> local path."""
+    dists = [d for d in dists if d.file is not None]
+    out: dict[str, Path] = {}
+    policy = RetryPolicy.from_env()
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    progress = progress_for(dists, cache).__enter__()
+    try:
+        futures = {d.name: pool.submit(fetch_one, d, cache, lock_dir, policy=policy, stop=stop, progress=progress)
+                   for d in dists}
+        errors = []
+        for dist in dists:
+            try:
+                out[dist.name] = futures[dist.name].result()
+            except LambdaBuildError as exc:
+                errors.append(exc)
+                continue
+            if on_done:
+                on_done(dist, out[dist.name])
+    except BaseException:
+        # Ctrl-C or a bug: stop the other downloads now (each removes its .part file).
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        progress.__exit__(None, None, None)
+    pool.shutdown(wait=True)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise LambdaBuildError("; ".join(e.problem for e in errors), errors[0].fix)
+    return out
+

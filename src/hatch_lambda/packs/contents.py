@@ -1,0 +1,108 @@
+"""Which distribution owns what in an artifact: recorded at build time, read back by ``inspect``.
+
+Stripping drops ``RECORD``, so a finished zip no longer says which files each
+distribution installed. The build records, in its ``manifest.json`` section,
+each distribution's top-level names and what stripping removed from it;
+``inspect`` uses that when the manifest sits beside the zip, and otherwise
+falls back to what the zip's ``*.dist-info`` directories tell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+
+from hatch_lambda.packs.unpack import StagedTree
+from hatch_lambda.packs.strip import PruneReport
+from hatch_lambda.checks.smoke import module_name
+
+OTHER = "(function code)"  # in a zip whose manifest lists every distribution
+UNKNOWN = "(unattributed)"
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def staged_sizes(tree: StagedTree) -> dict[str, int]:
+    """path -> bytes of every staged file, taken before stripping."""
+    out = {}
+    for dist in tree.distributions:
+        for path in dist.files:
+            full = tree.root / path
+            if full.is_file() and not full.is_symlink():
+                out[path] = full.stat().st_size
+    return out
+
+
+def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> dict[str, dict]:
+    """distribution -> {version, top_level, modules, stripped_files, stripped_bytes} of a staged tree.
+
+    ``sizes`` are the files' sizes before stripping (:func:`staged_sizes`).
+    """
+    out: dict[str, dict] = {}
+    owner: dict[str, str] = {}
+    for dist in tree.distributions:
+        tops = sorted({path.split("/", 1)[0] for path in dist.files})
+        modules = sorted({name for top in tops if (name := module_name(tree.root / top)) is not None})
+        out[dist.name] = {"version": dist.version, "top_level": tops, "modules": modules,
+                          "stripped_files": 0, "stripped_bytes": 0}
+        for path in dist.files:
+            owner[path] = dist.name
+    for path in pruned.removed:
+        name = owner.get(path)
+        if name is not None:
+            out[name]["stripped_files"] += 1
+            out[name]["stripped_bytes"] += sizes.get(path, 0)
+    return out
+
+
+def owners_from_manifest(section_contents: dict[str, dict]) -> dict[str, str]:
+    """top-level name -> distribution, from a manifest section's ``contents``."""
+    out: dict[str, str] = {}
+    for name, info in sorted(section_contents.items()):
+        for top in info.get("top_level", []):
+            out.setdefault(top, name)
+    return out
+
+
+def owners_from_dist_info(names: list[str], prefix: str, read: Callable[[str], bytes]
+                          ) -> tuple[dict[str, str], dict[str, str]]:
+    """(top-level name -> distribution, file -> distribution) from an artifact's own dist-info directories.
+
+    ``names`` are the artifact's files, ``read`` returns one file's bytes.
+
+    A ``RECORD`` (kept with ``strip = false``) lists every file; without it a
+    top-level name is matched to the distribution of the same normalised name
+    (``name``, ``name.libs``, ``_name``).
+    """
+    tops: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for entry in names:
+        rest = entry[len(prefix):] if entry.startswith(prefix) else None
+        if rest is None or "/" not in rest:
+            continue
+        top, inner = rest.split("/", 1)
+        if not top.endswith(".dist-info"):
+            continue
+        dist = top[: -len(".dist-info")].rsplit("-", 1)[0]
+        tops[top] = dist
+        if inner == "RECORD":
+            text = read(entry).decode("utf-8", "replace")
+            for row in csv.reader(io.StringIO(text)):
+                if row:
+                    files[prefix + row[0]] = dist
+    by_name = {_normalize(dist): dist for dist in set(tops.values())}
+    for entry in names:
+        rest = entry[len(prefix):] if entry.startswith(prefix) else entry
+        top = rest.split("/", 1)[0]
+        if top in tops:
+            continue
+        stem = top.split(".", 1)[0]
+        for candidate in (stem, stem.lstrip("_")):
+            if _normalize(candidate) in by_name:
+                tops[top] = by_name[_normalize(candidate)]
+                break
+    return tops, files

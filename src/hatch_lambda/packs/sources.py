@@ -1,0 +1,95 @@
+"""Where each distribution's pack comes from: a wheel, downloaded or built.
+
+- a wheel of the lock (an index, a URL, a file in the project): its sha256 is
+  the lock's, so its pack can be found in the cache before it is downloaded;
+- an sdist: built into a wheel once per digest (on the host, or in the Lambda
+  image when it is not pure Python and Docker is there), cached in ``built/``;
+- a workspace member, path or directory source: built into a wheel each build;
+- a git source: the locked commit, built into a wheel cached by URL, commit and
+  subdirectory.
+
+Each gets the key of its pack (see :func:`.packs.pack_key`): the wheel's sha256
+and everything else that decides the pack's bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatch_lambda.config import LambdaConfig
+from hatch_lambda.fetch.files import fetch_all, fetch_one, file_sha256
+from hatch_lambda.packs.unpack import Wheel, git_build, host_build
+from hatch_lambda.lockfile.resolve import Distribution, Resolution
+from hatch_lambda.packs.pack import PackSpec, pack_key
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PackSource:
+    """One distribution, the key of its pack, and its wheel when it had to be made to know that key."""
+
+    dist: Distribution
+    key: str
+    how: str  # "wheel", "built from packages/member", "sdist built on host", ...
+    wheel: Path | None = None  # None: the lock's own wheel, downloaded when its pack must be built
+    wheel_sha256: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.wheel.name if self.wheel is not None else self.dist.file.filename
+
+
+def is_lock_wheel(dist: Distribution) -> bool:
+    """A wheel the lock names with its digest: its pack is known before anything is downloaded."""
+    return dist.file is not None and dist.file.kind == "wheel" and bool(dist.file.sha256)
+
+
+def pack_sources(
+    config: LambdaConfig, spec: PackSpec, resolution: Resolution, cache: Path, work: Path, log: Log,
+    *, image_id: str | None = None,
+) -> list[PackSource]:
+    """Every distribution's pack source, in name order; what must be built is built now."""
+    lock_dir = resolution.lock_path.parent
+    dists = sorted(resolution.distributions, key=lambda d: d.name)
+    installer = f"image {image_id}" if image_id else "host"
+    work.mkdir(parents=True, exist_ok=True)
+    out: dict[str, PackSource] = {}
+    for dist in dists:
+        if is_lock_wheel(dist):
+            # A wheel in the project tree is checked against the lock every build (it can change under it).
+            local = fetch_one(dist, cache, lock_dir) if dist.file.url is None else None
+            out[dist.name] = PackSource(dist, pack_key(spec, dist.file.sha256, dist.file.filename, installer),
+                                        "wheel", local, dist.file.sha256)
+    built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in dists if dist.is_local or dist.source_kind == "git"]
+    sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
+    if sdists:
+        built += _sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)
+    for wheel in built:
+        digest = file_sha256(wheel.path)
+        out[wheel.dist.name] = PackSource(wheel.dist, pack_key(spec, digest, wheel.path.name, installer), wheel.how,
+                                          wheel.path, digest)
+        log(f"  {wheel.dist.name} {wheel.dist.version}: {wheel.how}".rstrip())
+    return [out[dist.name] for dist in dists]
+
+
+def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log) -> Wheel:
+    if dist.source_kind == "git":
+        return git_build(dist, work, cache, log)
+    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log)
+
+
+def _sdist_wheels(config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], cache: Path,
+                  work: Path, log: Log) -> list[Wheel]:
+    """sdists into wheels: in the image for ``docker``; for ``auto`` there when Docker is reachable, else on the
+    host (pure Python only); on the host for ``wheels``."""
+    from hatch_lambda.runtime.docker import auto_sdists, build_sdists_in_image, connect, engine_with_image
+
+    if config.installer == "wheels":
+        return [host_build(dist, downloads[dist.name], work, cache, log) for dist in sdists]
+    if config.installer == "auto":
+        return auto_sdists(config, sdists, downloads, work, cache, log)
+    with engine_with_image(connect(), config, log) as client:
+        return build_sdists_in_image(config, client, sdists, downloads, work, log)

@@ -1,0 +1,206 @@
+"""The hatchling builders ``lambda-layer`` and ``lambda-fat``.
+
+Thin glue: read the target's table, collect each function's code the way
+hatch's wheel target selects files, and hand over to :mod:`.pipeline`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.config import BuilderConfig
+from hatchling.builders.constants import BuildEnvVars
+from hatchling.builders.plugin.interface import BuilderInterface
+from hatchling.builders.wheel import WheelBuilder
+
+from hatch_lambda.assemble.archive import Entry
+from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig, load_config
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.lockfile.resolve import read_toml
+from hatch_lambda.assemble.manifest import MANIFEST, read_manifest, write_manifest
+from hatch_lambda.pipeline import build
+from hatch_lambda.plugin.secrets import filter_secrets
+
+
+class LambdaBuilderConfig(BuilderConfig):
+    @property
+    def directory(self) -> str:
+        """``directory`` of the target (lambda-fat falls back to lambda-layer's, like every key),
+        else ``<hatch's build directory>/lambda``."""
+        if "directory" in self.target_config:
+            return super().directory
+        layer = self.build_config.get("targets", {}).get(LAYER, {})
+        if self.plugin_name == FAT and isinstance(layer, dict) and "directory" in layer:
+            directory = layer["directory"]
+            if not isinstance(directory, str):
+                raise TypeError(f"Field `tool.hatch.build.targets.{LAYER}.directory` must be a string")
+            return self.normalize_build_directory(directory)
+        return os.path.join(super().directory, "lambda")
+
+
+class _LambdaBuilder(BuilderInterface):
+    KIND = ""
+
+    @classmethod
+    def get_config_class(cls) -> type[BuilderConfig]:
+        return LambdaBuilderConfig
+
+    def get_version_api(self) -> dict[str, Any]:
+        return {"standard": self._build_standard}
+
+    def get_default_versions(self) -> list[str]:
+        return ["standard"]
+
+    def build(self, **kwargs: Any) -> Generator[str, None, None]:
+        # hatchling checks, then creates, the output directory: two builds started
+        # at once (lambda-layer and lambda-fat) race there, so create it first.
+        directory = kwargs.get("directory")
+        if directory is None:
+            location = os.environ.get(BuildEnvVars.LOCATION)
+            directory = self.config.normalize_build_directory(location) if location else self.config.directory
+        os.makedirs(directory, exist_ok=True)
+        # One "version" writes several zips; report each the way hatch reports a wheel.
+        self._artifacts: list[str] = []
+        # `hatch build -c` (clean) or HATCH_LAMBDA_NO_CACHE=1: build everything afresh, reading no cache.
+        self._no_cache = bool(kwargs.get("clean")) or os.environ.get("HATCH_LAMBDA_NO_CACHE", "") not in ("", "0")
+        for _ in super().build(**kwargs):
+            yield from self._artifacts
+
+    def clean(self, directory: str, versions: list[str]) -> None:
+        """Remove the zips a previous build of this target wrote, and its manifest section."""
+        sections = read_manifest(Path(directory))
+        section = sections.pop(self.KIND, None)
+        if section is None:
+            return
+        for artifact in section.get("artifacts", []):
+            Path(directory, Path(artifact["file"]).name).unlink(missing_ok=True)
+        manifest = Path(directory, MANIFEST)
+        if sections:
+            write_manifest(manifest, sections)
+        else:
+            manifest.unlink()
+
+    def lambda_config(self, environ: Mapping[str, str] = os.environ) -> LambdaConfig:
+        targets = self.build_config.get("targets", {})
+        return load_config(
+            self.KIND,
+            self.target_config,
+            targets.get(LAYER, {}),
+            project_name=self.metadata.core.name,
+            requires_python=self.metadata.core.requires_python,
+            environ=environ,
+        )
+
+    def _build_standard(self, directory: str, **build_data: Any) -> str:
+        try:
+            config = self.lambda_config()
+            output = build(
+                config,
+                Path(self.root),
+                Path(directory),
+                lambda function, where: self.function_code(function, config, where),
+                log=self.app.display_info,
+                warn=self.app.display_warning,
+                no_cache=getattr(self, "_no_cache", False),
+            )
+        except LambdaBuildError as exc:
+            self.app.abort(f"hatch-lambda: {exc}", code=2)
+            raise  # abort exits; this line only runs with a test double
+        except KeyboardInterrupt:
+            # The scratch directory is gone by now; nothing in the output directory was replaced.
+            self.app.abort("hatch-lambda: interrupted; the previous artifacts are untouched", code=130)
+            raise
+        self._artifacts = [str(path) for path in output.artifacts]
+        self.app.display_info(f"wrote {output.manifest}")
+        return self._artifacts[0]
+
+    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None) -> list[Entry]:
+        """The function's files, without those that look like secrets (reported as left out)."""
+        picked = filter_secrets(self.function_files(function, directory), config.include_secrets)
+        for name in picked.left_out:
+            self.app.display_warning(
+                f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
+                f"(list it in include-secrets to ship it)"
+            )
+        return picked.kept
+
+    def function_files(self, function: Function, directory: Path | None = None) -> list[Entry]:
+        """The files hatch's wheel target would ship with this function's options.
+
+        ``directory``: the project the function's code is in (a workspace member
+        named by ``package``), with that project's own wheel target as the default.
+        """
+        own = directory is None or Path(directory).resolve() == Path(self.root).resolve()
+        root = self.root if own else str(directory)
+        raw = copy.deepcopy(self.raw_config) if own else read_toml(Path(root) / "pyproject.toml")
+        targets = raw.setdefault("tool", {}).setdefault("hatch", {}).setdefault("build", {}).setdefault("targets", {})
+        selection = {
+            key: list(value)
+            for key, value in (
+                ("packages", function.packages),
+                ("include", function.include),
+                ("exclude", function.exclude),
+                ("only-include", function.only_include),
+            )
+            if value
+        }
+        if selection:
+            targets["wheel"] = selection  # the function's selection replaces the wheel target's
+        if function.sources:
+            wheel = targets.setdefault("wheel", {})
+            if not isinstance(wheel, dict):
+                wheel = targets["wheel"] = {}
+            pairs = dict(function.sources)
+            wheel["sources"] = list(pairs) if not any(pairs.values()) else pairs
+        # No metadata=self.metadata: hatchling reads the build tables from the
+        # metadata object, so sharing it would ignore the function's options.
+        wheel_builder = WheelBuilder(root, plugin_manager=self.plugin_manager, config=raw, app=self.app)
+        table = f"[tool.hatch.build.targets.{LAYER}.functions]"
+        try:
+            entries = [
+                Entry(included.distribution_path.replace(os.sep, "/"), Path(included.path))
+                for included in wheel_builder.recurse_included_files()
+            ]
+        except (ValueError, TypeError) as exc:
+            raise LambdaBuildError(
+                f"cannot select the code of function {function.name!r} in {root}: {exc}",
+                _selection_fix(function, Path(root), table),
+            ) from None
+        if not entries:
+            raise LambdaBuildError(
+                f"function {function.name!r} selects no files in {root}",
+                f"check its packages/include under {table}",
+            )
+        return entries
+
+
+def _selection_fix(function: Function, root: Path, table: str) -> str:
+    """What to write so hatch finds the function's code: the handler's module file when it is there."""
+    module = function.handler_module
+    if module:
+        for candidate in (f"{module.replace('.', '/')}.py", module.split(".")[0]):
+            found = [path for path in (root / candidate, root / "src" / candidate) if path.exists()]
+            if found:
+                relative = found[0].relative_to(root).as_posix()
+                parent = relative.rsplit("/", 1)[0] if "/" in relative else ""
+                option = f'only-include = ["{relative}"]' + (f', sources = ["{parent}"]' if parent else "")
+                return f"the handler's module is {relative}: set {option} for {function.name} under {table}"
+    flat = sorted(p.name for p in root.glob("*.py") if p.name != "setup.py")
+    if flat:
+        return (f"the project has modules at its top level ({', '.join(flat[:5])}): list them, e.g. "
+                f'only-include = ["{flat[0]}"], for {function.name} under {table}')
+    return f"set packages/include for {function.name} under {table}"
+
+
+class LambdaLayerBuilder(_LambdaBuilder):
+    PLUGIN_NAME = LAYER
+    KIND = LAYER
+
+
+class LambdaFatBuilder(_LambdaBuilder):
+    PLUGIN_NAME = FAT
+    KIND = FAT
