@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from hatch_lambda.checks.smoke import host_python, lambda_sys_path
+from hatch_lambda.runtime.interpreters import host_python, lambda_sys_path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

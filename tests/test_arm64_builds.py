@@ -15,8 +15,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import _load_engine_module
-
 from buildutil import (
     LAYER,
     NATIVE_EXPECTED,
@@ -28,6 +26,7 @@ from buildutil import (
     manifest,
     sha256_file,
 )
+from conftest import _load_engine_module
 from dockerutil import docker_build
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from buildutil import session_cache
+
 from hatch_lambda.assemble.audit import (
     MB,
     SizeCheck,
@@ -19,12 +19,12 @@ from hatch_lambda.assemble.audit import (
     check_sizes,
     sizes_by_distribution,
 )
-from hatch_lambda.packs.elf import elf_info, read_elf
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.files import fetch_one
+from hatch_lambda.lockfile.resolve import resolve
+from hatch_lambda.packs.elf import elf_info, read_elf
 from hatch_lambda.packs.unpack import StagedDistribution, StagedTree
 from hatch_lambda.runtime.base_system import BASE_LIBRARIES
-from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,7 +357,7 @@ def test_base_system_list_is_glibc_and_gcc_runtime_without_desktop_libraries():
 
 def host_extension() -> Path:
     """A real CPython 3.12 x86_64/aarch64 extension module from an interpreter on this machine."""
-    from hatch_lambda.checks.smoke import host_python
+    from hatch_lambda.runtime.interpreters import host_python
 
     python = host_python("3.12")
     if python is None:

@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from buildutil import (
     FAT,
     LAYER,
@@ -36,10 +35,12 @@ from buildutil import (
     manifest,
     target_table,
 )
+
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.files import fetch_all, fetch_one
+from hatch_lambda.lockfile.resolve import Distribution, resolve
+from hatch_lambda.lockfile.wheels import LockedFile
 from hatch_lambda.packs.unpack import check_wheel_entries
-from hatch_lambda.lockfile.resolve import Distribution, LockedFile, resolve
 from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ import pytest
 from conftest import copy_fixture, fixture_path, run_cli, sha, write_project
 
 from hatch_lambda.lockfile.resolve import resolve
-from hatch_lambda.runtime.target import RUNTIMES, Target
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import Target
 
 PIN = re.compile(r"^[a-z0-9][a-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
 HASH_LINE = re.compile(r"^    --hash=sha256:[0-9a-f]{64}$")

@@ -13,9 +13,13 @@ import subprocess
 import sys
 
 import pytest
-
 from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build
-from wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
+from wheelserver import (
+    WheelServer,
+    assert_cache_holds_only_verified_files,
+    loopback_env,
+    point_lock_at,
+)
 
 pytestmark = pytest.mark.network
 

@@ -18,8 +18,10 @@ from corpus import CORPUS, case_ids, cases, projects
 from uvexport import exported_pins, identity
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import Lock, NoFileError, read_lock, resolve
+from hatch_lambda.lockfile.file import Lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
+from hatch_lambda.lockfile.resolve import resolve
+from hatch_lambda.lockfile.wheels import NoFileError
 from hatch_lambda.runtime.target import Target
 
 

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from buildutil import (
     LAYER,
     NATIVE_EXPECTED,
@@ -23,11 +22,11 @@ from buildutil import (
     configure,
     copy_fixture,
     extract,
+    fresh_cache,
     hatchling_build,
     invoke,
     lambda_root,
     manifest,
-    fresh_cache,
     sha256_file,
     zip_files,
 )
@@ -42,6 +41,7 @@ from dockerutil import (
     unreachable,
     use_docker,
 )
+
 from hatch_lambda.packs.elf import read_elf
 
 pytestmark = [

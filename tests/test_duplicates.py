@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import shutil
 import zlib  # noqa: F401  (loads libz, whose path is read from /proc/self/maps)
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from concurrent.futures import ThreadPoolExecutor
-
-from hatch_lambda.assemble.zips import without
 from hatch_lambda.assemble.duplicates import duplicate_copies
+from hatch_lambda.assemble.zips import without
 from hatch_lambda.packs.elf import elf_info
-from hatch_lambda.packs.unpack import StagedDistribution
 from hatch_lambda.packs.pack import PackSpec, pack_from_tree
+from hatch_lambda.packs.unpack import StagedDistribution
 
 SPEC = PackSpec("3.12", "x86_64", True, (), (), 6)
 

@@ -16,7 +16,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from buildutil import (
     BUILD_TIMEOUT,
     FAT,
@@ -35,6 +34,7 @@ from buildutil import (
     uv_command,
     zip_files,
 )
+
 from hatch_lambda.plugin.nesting import NESTED_ENV
 
 pytestmark = pytest.mark.network

@@ -14,7 +14,6 @@ then called from the unzipped artifacts the way Lambda lays them out.
 from __future__ import annotations
 
 import pytest
-
 from buildutil import (
     FAT,
     LAYER,

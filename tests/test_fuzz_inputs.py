@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from conftest import copy_fixture, fixture_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import copy_fixture, fixture_path
-from hatch_lambda.config import FAT, LAYER, LambdaConfig, _KEYS, load_config
+from hatch_lambda.config import _KEYS, FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import Resolution, read_lock, resolve
+from hatch_lambda.lockfile.file import read_lock
+from hatch_lambda.lockfile.resolve import Resolution, resolve
 from hatch_lambda.runtime.target import Target
 
 FIXTURES = ("native-app", "extras-app", "workspace-app", "sources-app", "forked-app", "markers-app")

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from buildutil import (
+    LAYER,
+    assert_failed_cleanly,
+    hatchling_build,
+    invoke,
+    lambda_root,
+    manifest,
+    uv_lock,
+)
 
-from buildutil import LAYER, assert_failed_cleanly, hatchling_build, invoke, lambda_root, manifest, uv_lock
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import parse_git_source
 from hatch_lambda.lockfile.resolve import resolve

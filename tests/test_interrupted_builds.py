@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from buildutil import (
     LAYER,
     OUT,
@@ -36,7 +35,12 @@ from buildutil import (
     sha256_file,
     zip_files,
 )
-from wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
+from wheelserver import (
+    WheelServer,
+    assert_cache_holds_only_verified_files,
+    loopback_env,
+    point_lock_at,
+)
 
 pytestmark = pytest.mark.network  # build requirements and the first downloads come from the index
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import copy_fixture, fixture_path, sha, write_project
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import find_lock, read_lock, resolve
+from hatch_lambda.lockfile.file import find_lock, read_lock
+from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
 
 INDEX = "https://pypi.org/simple"

@@ -10,7 +10,6 @@ import hashlib
 import os
 
 import pytest
-
 from buildutil import (
     LAYER,
     assert_failed_cleanly,
@@ -19,11 +18,19 @@ from buildutil import (
     hatchling_build,
     manifest,
 )
-from hatch_lambda.fetch.download import RetryPolicy, download
+from wheelserver import (
+    WheelServer,
+    assert_cache_holds_only_verified_files,
+    cache_files,
+    loopback_env,
+    point_lock_at,
+)
+
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.download import RetryPolicy, download
 from hatch_lambda.fetch.files import fetch_one
-from hatch_lambda.lockfile.resolve import Distribution, LockedFile
-from wheelserver import WheelServer, assert_cache_holds_only_verified_files, cache_files, loopback_env, point_lock_at
+from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.lockfile.wheels import LockedFile
 
 NAME = "demo-1.0-py3-none-any.whl"
 BODY = os.urandom(300_000)  # any bytes: the download does not look inside

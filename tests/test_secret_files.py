@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
+
 from hatch_lambda.assemble.archive import Entry
 from hatch_lambda.config import load_config
 from hatch_lambda.errors import LambdaBuildError

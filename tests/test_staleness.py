@@ -10,8 +10,9 @@ import pytest
 from conftest import FIXTURES, copy_fixture, uv_command
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import find_lock, read_lock, resolve
+from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
+from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
 
 T311 = Target("3.11", "x86_64")

@@ -17,7 +17,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from uvexport import Selection, exported_pins, identity
 
-from hatch_lambda.lockfile.resolve import find_lock, read_lock, resolve
+from hatch_lambda.lockfile.file import find_lock, read_lock
+from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
 
 PYTHONS = ("3.11", "3.12", "3.13")

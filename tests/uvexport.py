@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from hatch_lambda.fetch.git import parse_git_source
-from hatch_lambda.lockfile.resolve import Lock, source_kind
+from hatch_lambda.lockfile.file import Lock, source_kind
 from hatch_lambda.lockfile.markers import encode_extra, encode_group, evaluate
 from hatch_lambda.runtime.target import Target
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.runtime.target import RUNTIMES, Target, check_arch, check_python, lowest_runtime
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import Target, check_arch, check_python, lowest_runtime
 
 LAYER = "lambda-layer"
 FAT = "lambda-fat"

@@ -15,21 +15,21 @@ from datetime import date
 from pathlib import Path
 
 from hatch_lambda.assemble.archive import Entry, WrittenZip
-from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
 from hatch_lambda.assemble.audit import MB, SizeCheck, check_sizes, enforce
-from hatch_lambda.cache.store import cache_dir
-from hatch_lambda.lockfile.closures import Plan, plan
-from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig
-from hatch_lambda.runtime.docker import image_installer
-from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
-from hatch_lambda.lockfile.resolve import Resolution
 from hatch_lambda.assemble.manifest import MANIFEST, read_manifest, write_manifest
-from hatch_lambda.packs.pack import PackSpec, packs_for
-from hatch_lambda.packs.strip import PruneReport
+from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
+from hatch_lambda.cache.store import cache_dir
+from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
 from hatch_lambda.checks.runtime_extra import runtime_extra
-from hatch_lambda.packs.sources import pack_sources
-from hatch_lambda.scratch import Scratch
 from hatch_lambda.checks.smoke import smoke_check
+from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig
+from hatch_lambda.lockfile.closures import Plan, plan
+from hatch_lambda.lockfile.resolve import Resolution
+from hatch_lambda.packs.image import image_installer
+from hatch_lambda.packs.pack import PackSpec, packs_for
+from hatch_lambda.packs.sources import pack_sources
+from hatch_lambda.packs.strip import PruneReport
+from hatch_lambda.scratch import Scratch
 
 Log = Callable[[str], None]
 #: The function's files, selected in the project directory its code lives in.

@@ -13,10 +13,10 @@ import os
 import stat
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_lambda.packs.elf import DT_RELR_GLIBC, LIBSTDCXX_NAME, ElfInfo, elf_info
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.packs.elf import DT_RELR_GLIBC, LIBSTDCXX_NAME, ElfInfo, elf_info
 from hatch_lambda.packs.unpack import StagedTree
 from hatch_lambda.runtime.base_system import BASE_LIBRARIES, LIBSTDCXX
 from hatch_lambda.runtime.target import Target

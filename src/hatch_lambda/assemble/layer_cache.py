@@ -20,7 +20,15 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import WrittenZip, _date_time
 from hatch_lambda.assemble.audit import Finding
-from hatch_lambda.cache.store import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
+from hatch_lambda.cache.store import (
+    atomic_dir,
+    discard,
+    entry_dir,
+    key_of,
+    locked,
+    publish,
+    touch,
+)
 from hatch_lambda.fetch.files import file_sha256
 from hatch_lambda.packs.strip import PruneReport
 

@@ -19,17 +19,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import Compressed, Entry, WrittenZip, compress_entries, write_compressed, write_zip
+from hatch_lambda.assemble.archive import (
+    Compressed,
+    Entry,
+    WrittenZip,
+    compress_entries,
+    write_compressed,
+    write_zip,
+)
 from hatch_lambda.assemble.audit import AuditReport, SizeCheck, audit_objects
-from hatch_lambda.lockfile.closures import Plan
-from hatch_lambda.config import LAYER, LambdaConfig
 from hatch_lambda.assemble.duplicates import duplicate_copies
-from hatch_lambda.assemble.layer_cache import CachedLayer, fetch_layer, layer_key, store_layer
-from hatch_lambda.packs.pack import Pack
-from hatch_lambda.packs.strip import PruneReport
-from hatch_lambda.packs.sources import PackSource
-from hatch_lambda.runtime.target import Target
+from hatch_lambda.assemble.layer_cache import (
+    CachedLayer,
+    fetch_layer,
+    layer_key,
+    store_layer,
+)
+from hatch_lambda.config import LAYER, LambdaConfig
+from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.checks import check_no_overlap
+from hatch_lambda.packs.pack import Pack
+from hatch_lambda.packs.sources import PackSource
+from hatch_lambda.packs.strip import PruneReport
+from hatch_lambda.runtime.target import Target
 
 Log = Callable[[str], None]
 

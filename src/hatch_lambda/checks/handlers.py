@@ -28,10 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.cli.artifacts import Artifact
+from hatch_lambda.checks.artifacts import Artifact
+from hatch_lambda.checks.smoke import MARK, lay_out
 from hatch_lambda.config import Function
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.checks.smoke import MARK, RUNTIME_EXTRA, _Host, _Image, interpreter, lay_out
+from hatch_lambda.runtime.interpreters import (
+    RUNTIME_EXTRA,
+    HostPython,
+    ImagePython,
+    interpreter,
+)
 from hatch_lambda.runtime.target import Target
 
 Log = Callable[[str], None]
@@ -130,7 +136,7 @@ def prove_handlers(
                     (unpacked / RUNTIME_EXTRA).symlink_to(runtime_extra, target_is_directory=True)
                 failure = _import_check(run, job, target, unpacked)
                 if failure is None:
-                    on_host = isinstance(run, _Host)
+                    on_host = isinstance(run, HostPython)
                     how = f"imported with {run.description}" if on_host else f"imported in {run.image}"
                     proofs.append(Proof(job.function.name, job.function.handler, how,
                                         "imported" if on_host else f"imported in {run.image}"))
@@ -157,12 +163,12 @@ def prove_handlers(
     return proofs
 
 
-def _import_check(run: _Host | _Image, job: HandlerJob, target: Target, unpacked: Path) -> str | None:
+def _import_check(run: HostPython | ImagePython, job: HandlerJob, target: Target, unpacked: Path) -> str | None:
     """Import one handler with the function's zip unpacked under ``unpacked/var/task`` (its layer at opt/)."""
     function = job.function
     scratch = str(unpacked)
     lay_out(Artifact(job.code, "function", None), unpacked, target.python)
-    task = str(unpacked / "var" / "task") if isinstance(run, _Host) else "/var/task"
+    task = str(unpacked / "var" / "task") if isinstance(run, HostPython) else "/var/task"
     argument = json.dumps([run.sys_path(unpacked), function.handler_module, function.handler_attribute])
     stdout, why = run.execute(unpacked, SCRIPT, argument, lambda_environment(function, target, task))
     report = next((json.loads(line[len(MARK):]) for line in stdout.splitlines() if line.startswith(MARK)), None)

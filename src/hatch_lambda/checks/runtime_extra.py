@@ -15,8 +15,8 @@ from pathlib import Path
 from hatch_lambda.assemble.archive import write_tree
 from hatch_lambda.assemble.zips import merge
 from hatch_lambda.cache.store import cache_dir
-from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.config import LambdaConfig
+from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.pack import PackSpec, packs_for
 from hatch_lambda.packs.sources import pack_sources
 

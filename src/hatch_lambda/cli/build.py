@@ -18,7 +18,8 @@ from pathlib import Path
 
 from hatch_lambda.config import ARCH_ENV, FAT, LAYER, PYTHON_ENV
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.runtime.target import RUNTIMES, check_arch, check_python
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import check_arch, check_python
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
 
 def _refuse_virtual_root(project: Path) -> None:
     """A virtual workspace root is no project hatchling can build: say which members can be built."""
-    from hatch_lambda.lockfile.resolve import find_lock, member_directory, read_lock, read_toml, workspace_members
+    from hatch_lambda.lockfile.file import find_lock, read_lock, read_toml
+    from hatch_lambda.lockfile.workspace import member_directory, workspace_members
 
     if "project" in read_toml(project / "pyproject.toml"):
         return

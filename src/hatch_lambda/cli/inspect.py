@@ -11,10 +11,20 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_lambda.cli.artifacts import Artifact, add_target_arguments, find_artifacts, target_of
 from hatch_lambda.assemble.audit import audit_root
-from hatch_lambda.packs.contents import OTHER, UNKNOWN, owners_from_dist_info, owners_from_manifest
+from hatch_lambda.checks.artifacts import (
+    Artifact,
+    add_target_arguments,
+    find_artifacts,
+    target_of,
+)
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.packs.contents import (
+    OTHER,
+    UNKNOWN,
+    owners_from_dist_info,
+    owners_from_manifest,
+)
 from hatch_lambda.runtime.target import Target
 
 MB = 1 << 20

@@ -10,7 +10,8 @@ from pathlib import Path
 from hatch_lambda.cache.store import cache_dir
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.resolve import Distribution, Resolution, resolve
-from hatch_lambda.runtime.target import RUNTIMES, Target, lowest_runtime
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import Target, lowest_runtime
 
 
 def requirement_lines(resolution: Resolution, *, hashes: bool = False, show_files: bool = False) -> list[str]:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         python = args.python
         if python is None:
-            from hatch_lambda.lockfile.resolve import find_lock, read_lock
+            from hatch_lambda.lockfile.file import find_lock, read_lock
 
             python = lowest_runtime(read_lock(find_lock(args.project_dir)).requires_python)
         target = Target(python, args.arch)

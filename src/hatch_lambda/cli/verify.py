@@ -7,9 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from hatch_lambda.cli.artifacts import FUNCTION_KIND, add_target_arguments, find_artifacts, target_of
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.checks.artifacts import (
+    FUNCTION_KIND,
+    add_target_arguments,
+    find_artifacts,
+    target_of,
+)
 from hatch_lambda.checks.smoke import RUNNERS, failure_error, smoke_import
+from hatch_lambda.errors import LambdaBuildError
 
 
 def add_parser(commands) -> None:

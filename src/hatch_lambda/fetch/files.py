@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hatch_lambda.fetch.download import DownloadFailed, RetryPolicy, download
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import Distribution, LockedFile
+from hatch_lambda.fetch.download import DownloadFailed, RetryPolicy, download
 from hatch_lambda.fetch.progress import Progress
+from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.lockfile.wheels import LockedFile
 
 CHUNK = 1 << 20
 STALE_PART_SECONDS = 3600

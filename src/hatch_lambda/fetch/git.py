@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-from hatch_lambda.cache.store import atomic_dir, discard, entry_dir, key_of, locked, publish
+from hatch_lambda.cache.store import (
+    atomic_dir,
+    discard,
+    entry_dir,
+    key_of,
+    locked,
+    publish,
+)
 from hatch_lambda.errors import LambdaBuildError
 
 Log = Callable[[str], None]

@@ -18,7 +18,9 @@ from packaging.utils import canonicalize_name
 
 from hatch_lambda.config import FAT, LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import Distribution, Resolution, find_lock, member_directory, read_lock, resolve
+from hatch_lambda.lockfile.file import find_lock, read_lock
+from hatch_lambda.lockfile.resolve import Distribution, Resolution, resolve
+from hatch_lambda.lockfile.workspace import member_directory
 
 
 @dataclass(frozen=True)

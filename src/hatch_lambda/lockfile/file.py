@@ -23,7 +23,7 @@ import tomli  # tomllib's own parser, with wheels compiled by mypyc: about 3x fa
 from packaging.utils import canonicalize_name
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.shape import check_shape, check_package_shape
+from hatch_lambda.lockfile.shape import check_package_shape, check_shape
 from hatch_lambda.runtime.target import Target
 
 SUPPORTED_LOCK_VERSIONS = (1,)

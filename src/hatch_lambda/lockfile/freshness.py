@@ -20,26 +20,24 @@ a member, its own only.
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from packaging.markers import InvalidMarker
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.file import LOCAL_KINDS, Lock, read_toml, source_kind
-from hatch_lambda.lockfile.markers import evaluate
 from hatch_lambda.lockfile.dynamic import NotRead, read_metadata
-from hatch_lambda.runtime.target import ARCHES, RUNTIMES, Target, allowed_runtimes
-
-_SOURCE_KEYS = ("editable", "directory", "path", "git", "url", "virtual", "workspace", "index")
+from hatch_lambda.lockfile.file import LOCAL_KINDS, Lock, read_toml, source_kind
+from hatch_lambda.lockfile.requirements import (
+    Context,
+    difference,
+    extra_of,
+    lock_targets,
+    requirement_keys,
+    with_extra,
+)
+from hatch_lambda.runtime.target import Target, allowed_runtimes
 
 
 def check_fresh(lock: Lock, project_dir: Path | None, *, cache: Path | None = None) -> tuple[str, ...]:
@@ -135,12 +133,6 @@ def _stale(lock: Lock, pyproject: Path, field: str, detail: str) -> None:
     )
 
 
-@dataclass(frozen=True)
-class _Context:
-    where: Path
-    extras: list[str]
-    targets: list[Target]
-    sources: dict[str, list[dict]]  # [tool.uv.sources], by canonical name
 
 
 class _Project:
@@ -164,7 +156,7 @@ class _Project:
         notes = []
         metadata = self.entry["metadata"]
         self._compare_version()
-        targets = _targets(self.lock.requires_python)
+        targets = lock_targets(self.lock.requires_python)
         dynamic = sorted(self.dynamic & {"dependencies", "optional-dependencies"})
         if dynamic:
             declared, extras, note = self._dynamic_requirements(dynamic)
@@ -172,14 +164,14 @@ class _Project:
         else:
             declared, extras = self._static_requirements()
         if declared is not None:
-            ours = _Context(self.pyproject, extras, targets, self.sources)
-            theirs = _Context(self.lock.path, extras, targets, self.sources)
-            want = _requirement_keys(declared, ours, from_lock=False)
-            have = _requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
+            ours = Context(self.pyproject, extras, targets, self.sources)
+            theirs = Context(self.lock.path, extras, targets, self.sources)
+            want = requirement_keys(declared, ours, from_lock=False)
+            have = requirement_keys(metadata.get("requires-dist", []), theirs, from_lock=True)
             if want != have:
                 field = ("[project] dependencies and optional-dependencies" if not dynamic
                          else f"[project] {' and '.join(dynamic)} (from its build backend)")
-                self.stale(field, _difference(want, have, self.sources))
+                self.stale(field, difference(want, have, self.sources))
             if "provides-extras" in metadata:
                 locked_extras = sorted(canonicalize_name(e) for e in metadata["provides-extras"])
                 if locked_extras != extras:
@@ -205,7 +197,7 @@ class _Project:
         declared: list = [(text, None) for text in self.project.get("dependencies", [])]
         for extra, requirements in optional.items():
             for text in requirements:
-                declared.append((_with_extra(text, extra, self.pyproject), canonicalize_name(extra)))
+                declared.append((with_extra(text, extra, self.pyproject), canonicalize_name(extra)))
         return declared, extras
 
     def _dynamic_requirements(self, dynamic: list[str]) -> tuple[list | None, list[str], str]:
@@ -217,7 +209,7 @@ class _Project:
             return None, [], (f"{self.name}: {fields} dynamic in {self.pyproject}; trusted uv.lock's "
                               f"({result.reason})")
         extras = sorted(canonicalize_name(e) for e in result.provides_extra)
-        declared = [(text, _extra_of(text, self.pyproject)) for text in result.requires_dist]
+        declared = [(text, extra_of(text, self.pyproject)) for text in result.requires_dist]
         return declared, extras, (f"{self.name}: {fields} dynamic in {self.pyproject}; read through its build "
                                   f"backend ({result.backend})")
 
@@ -226,13 +218,13 @@ class _Project:
         locked_groups = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
         if set(groups) != set(locked_groups):
             self.stale("[dependency-groups]", _list_difference("groups", sorted(groups), sorted(locked_groups)))
-        ours = _Context(self.pyproject, [], targets, self.sources)
-        theirs = _Context(self.lock.path, [], targets, self.sources)
+        ours = Context(self.pyproject, [], targets, self.sources)
+        theirs = Context(self.lock.path, [], targets, self.sources)
         for group, requirements in groups.items():
-            want = _requirement_keys(requirements, ours, from_lock=False, group=group)
-            have = _requirement_keys(locked_groups[group], theirs, from_lock=True)
+            want = requirement_keys(requirements, ours, from_lock=False, group=group)
+            have = requirement_keys(locked_groups[group], theirs, from_lock=True)
             if want != have:
-                self.stale(f"[dependency-groups] {group}", _difference(want, have, self.sources))
+                self.stale(f"[dependency-groups] {group}", difference(want, have, self.sources))
 
 
 def _list_difference(what: str, declared: list[str], locked: list[str]) -> str:
@@ -243,30 +235,8 @@ def _list_difference(what: str, declared: list[str], locked: list[str]) -> str:
     return f"{what} " + "; ".join(parts)
 
 
-def _with_extra(text: str, extra: str, where: Path) -> str:
-    requirement = _parse(text, where)
-    condition = f'extra == "{extra}"'
-    marker = f"({requirement.marker}) and {condition}" if requirement.marker else condition
-    requirement.marker = None
-    return f"{requirement}; {marker}"
 
 
-def _extra_of(text: str, where: Path) -> str | None:
-    """The extra a metadata ``Requires-Dist`` line belongs to (its ``extra == "x"`` clause), if any."""
-    requirement = _parse(text, where)
-    if requirement.marker is None:
-        return None
-    stack = list(requirement.marker._markers)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, tuple):
-            lhs, op, rhs = item
-            for variable, value in ((lhs, rhs), (rhs, lhs)):
-                if type(variable).__name__ == "Variable" and variable.value == "extra" and op.value == "==":
-                    return canonicalize_name(value.value)
-    return None
 
 
 def _groups(data: dict, where: Path) -> dict[str, list[str]]:
@@ -292,151 +262,19 @@ def _groups(data: dict, where: Path) -> dict[str, list[str]]:
     return {group: expand(group, ()) for group in raw}
 
 
-def _parse(text: str, where: Path) -> Requirement:
-    try:
-        return Requirement(text)
-    except InvalidRequirement as exc:
-        # uv (like pip) takes ``name @ url; marker``, which PEP 508 wants written ``name @ url ; marker``.
-        url, semicolon, marker = text.partition(";")
-        if " @ " in url and semicolon:
-            try:
-                return Requirement(f"{url.rstrip()} ; {marker.lstrip()}")
-            except InvalidRequirement:
-                pass
-        raise LambdaBuildError(f"{where}: invalid requirement {text!r}: {exc}") from None
 
 
-def _targets(requires_python: str | None) -> list[Target]:
-    """The runtimes the lock covers: the environments a marker is judged on."""
-    spec = SpecifierSet(requires_python or "")
-    pythons = allowed_runtimes(spec)
-    return [Target(python, arch) for python in pythons or RUNTIMES for arch in ARCHES]
 
 
-def _marker_signature(marker: str | None, context: _Context) -> tuple[bool, ...]:
-    """What ``marker`` decides on each target, with no extra and with each of the project's extras."""
-    try:
-        return _signature(marker, tuple(context.targets), tuple(context.extras))
-    except InvalidMarker as exc:
-        raise LambdaBuildError(f"{context.where}: invalid marker {marker!r}: {exc}") from None
 
 
-_EXTRA = re.compile(r"""extra\s*[=!]=\s*['"]([^'"]+)['"]|['"]([^'"]+)['"]\s*[=!]=\s*extra""")
 
 
-@lru_cache(maxsize=8192)
-def _signature(marker: str | None, targets: tuple[Target, ...], extras: tuple[str, ...]) -> tuple[bool, ...]:
-    # An extra the marker does not name decides as no extra does, so only the named ones are evaluated.
-    named = {canonicalize_name(a or b) for a, b in _EXTRA.findall(marker or "")}
-    out = []
-    for target in targets:
-        environment = target.marker_environment
-        without = evaluate(marker, environment)
-        by_extra = {extra: evaluate(marker, environment, {extra}) for extra in extras if extra in named}
-        out.append(without)
-        out += [by_extra.get(extra, without) for extra in extras]
-    return tuple(out)
 
 
-def _requirement_keys(items: list, context: _Context, *, from_lock: bool, group: str | None = None) -> Counter:
-    """(name, extras, specifier, has a source, marker signature) of each requirement.
-
-    uv writes a requirement whose sources carry markers (or extras) as one
-    entry per source plus one for where none applies; a declared requirement is
-    split the same way. Entries that hold on no Lambda runtime are left out on
-    both sides: they cannot change what a Lambda build installs.
-    """
-    keys: Counter = Counter()
-
-    def add(name, req_extras, specifier, has_source, signature):
-        if any(signature):
-            key = (
-                canonicalize_name(name),
-                tuple(sorted(canonicalize_name(e) for e in req_extras)),
-                specifier,
-                has_source,  # a [tool.uv.sources] entry added or removed changes where it comes from
-                signature,
-            )
-            keys[key] += 1
-
-    for item in items:
-        if from_lock:
-            has_source = any(key in item for key in _SOURCE_KEYS)
-            try:
-                specifier = "" if has_source else str(SpecifierSet(item.get("specifier", "")))
-            except InvalidSpecifier:
-                raise LambdaBuildError(
-                    f"{context.where}: invalid specifier {item.get('specifier')!r} for {item['name']}",
-                    "the lock is damaged; regenerate it with `uv lock`",
-                ) from None
-            add(item["name"], item.get("extras", []), specifier, has_source, _marker_signature(item.get("marker"), context))
-            continue
-        text, extra = item if isinstance(item, tuple) else (item, None)
-        requirement = _parse(text, context.where)
-        base = _marker_signature(str(requirement.marker) if requirement.marker else None, context)
-        # A source limited to an extra or a group applies to that extra's or group's requirements only.
-        sources = [
-            source
-            for source in context.sources.get(canonicalize_name(requirement.name), [])
-            if isinstance(source, dict)
-            and (not source.get("extra") or canonicalize_name(source["extra"]) == extra)
-            and (not source.get("group") or canonicalize_name(source["group"]) == group)
-        ]
-        if requirement.url is not None:
-            add(requirement.name, requirement.extras, "", True, base)
-            continue
-        covered = tuple(False for _ in base)
-        for source in sources:
-            applies = _marker_signature(source.get("marker"), context)
-            add(requirement.name, requirement.extras, "", True, tuple(b and a for b, a in zip(base, applies)))
-            covered = tuple(c or a for c, a in zip(covered, applies))
-        rest = tuple(b and not c for b, c in zip(base, covered))
-        add(requirement.name, requirement.extras, str(requirement.specifier), False, rest)
-    return keys
 
 
-def _describe_key(key: tuple, sources: dict[str, list[dict]]) -> str:
-    name, extras, specifier, has_source, _ = key
-    text = name + (f"[{','.join(extras)}]" if extras else "") + specifier
-    if has_source:
-        declared = sources.get(name)
-        shown = ", ".join(_show_source(s) for s in declared) if declared else "a direct URL"
-        text += f" from {shown}"
-    return text
 
 
-def _show_source(source: object) -> str:
-    if not isinstance(source, dict):
-        return repr(source)
-    return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in source.items()) + " }"
 
 
-def _difference(want: Counter, have: Counter, sources: dict[str, list[dict]]) -> str:
-    """What differs, one clause per package: added, removed, or what changed (extras, specifier, source, markers)."""
-    added, removed = want - have, have - want
-    names = sorted({key[0] for key in added} | {key[0] for key in removed})
-    clauses = []
-    for name in names:
-        ours = sorted(k for k in added if k[0] == name)
-        theirs = sorted(k for k in removed if k[0] == name)
-        if ours and not theirs and not any(k[0] == name for k in have):
-            clauses.append(f"{_describe_key(ours[0], sources)} is declared but not in uv.lock")
-        elif theirs and not ours and not any(k[0] == name for k in want):
-            clauses.append(f"{_describe_key(theirs[0], sources)} is in uv.lock but no longer declared")
-        else:
-            changes = []
-            a = ours[0] if ours else next(k for k in want if k[0] == name)
-            b = theirs[0] if theirs else next(k for k in have if k[0] == name)
-            if a[1] != b[1]:
-                changes.append(f"extras [{','.join(a[1])}] in pyproject.toml, [{','.join(b[1])}] in uv.lock")
-            if a[3] != b[3]:
-                changes.append(
-                    f"[tool.uv.sources] gives it {_describe_key(a, sources).split(' from ', 1)[1]}, uv.lock has it "
-                    "from the index" if a[3] else "uv.lock has it from a source that [tool.uv.sources] no longer gives"
-                )
-            elif a[2] != b[2]:
-                changes.append(f"specifier {a[2] or '(any)'!r} in pyproject.toml, {b[2] or '(any)'!r} in uv.lock")
-            if not changes:
-                changes.append("its markers or sources decide differently on the Lambda runtimes")
-            clauses.append(f"{name}: " + "; ".join(changes))
-    return "; ".join(clauses)

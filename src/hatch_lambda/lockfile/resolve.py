@@ -11,37 +11,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    canonicalize_name,
+)
 
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.file import LOCAL_KINDS, SOURCE_KINDS, Lock, find_lock, may_fit, read_lock, read_toml, source_kind
+from hatch_lambda.lockfile.file import (
+    LOCAL_KINDS,
+    Lock,
+    find_lock,
+    read_lock,
+    source_kind,
+)
 from hatch_lambda.lockfile.freshness import check_fresh as freshness
-from hatch_lambda.lockfile.markers import encode_extra, encode_group, encode_project, evaluate
-from hatch_lambda.runtime.target import RUNTIMES, Target, allowed_runtimes
-
-__all__ = ["LOCAL_KINDS", "SOURCE_KINDS", "Lock", "find_lock", "read_lock", "read_toml", "source_kind"]
-
-
-
-@dataclass(frozen=True)
-class LockedFile:
-    """One file the lock names for a distribution: a wheel or an sdist."""
-
-    kind: str  # "wheel" or "sdist"
-    filename: str
-    url: str | None = None  # remote location
-    path: str | None = None  # local location, relative to the lock's directory
-    sha256: str | None = None
-    size: int | None = None
-    tag: str | None = None  # for a wheel: the best of its tags for the target
-
-    @property
-    def label(self) -> str:
-        return self.tag if self.kind == "wheel" else "sdist"
+from hatch_lambda.lockfile.markers import (
+    encode_extra,
+    encode_group,
+    encode_project,
+    evaluate,
+)
+from hatch_lambda.lockfile.wheels import LockedFile, choose_file, no_file_error
+from hatch_lambda.lockfile.workspace import choose_root
+from hatch_lambda.runtime.target import Target, allowed_runtimes
 
 
 @dataclass(frozen=True)
@@ -82,70 +76,16 @@ class Resolution:
         return [dist.name for dist in self.distributions]
 
 
-def _filename(file: dict) -> str:
-    if "filename" in file:
-        return file["filename"]
-    location = file.get("url") or file.get("path") or ""
-    return unquote(urlsplit(location).path.rsplit("/", 1)[-1])
 
 
-def _sha256(file: dict) -> str | None:
-    digest = file.get("hash")
-    if digest and digest.startswith("sha256:"):
-        return digest.removeprefix("sha256:")
-    return None
 
 
-def _locked_file(kind: str, file: dict, tag: str | None = None, source: dict | None = None) -> LockedFile:
-    # For a url or path source uv writes the file without a location (an sdist
-    # as just ``{ hash = ... }``, a wheel as ``{ filename, hash }``): the file
-    # is the source itself.
-    if source and not file.get("url") and not file.get("path"):
-        if "url" in source:
-            file = {**file, "url": source["url"]}
-        elif "path" in source:
-            file = {**file, "path": source["path"]}
-    return LockedFile(
-        kind=kind,
-        filename=_filename(file),
-        url=file.get("url"),
-        path=file.get("path"),
-        sha256=_sha256(file),
-        size=file.get("size"),
-        tag=tag,
-    )
 
 
-def wheel_tags(file: dict) -> frozenset:
-    try:
-        return parse_wheel_filename(_filename(file))[3]
-    except InvalidWheelFilename:
-        return frozenset()
 
 
-def best_wheel(entry: dict, target: Target) -> LockedFile | None:
-    """The wheel of ``entry`` whose best tag ranks first for ``target``."""
-    priority = target.tag_priority
-    best: tuple[int, dict, str] | None = None
-    for wheel in entry.get("wheels", []):
-        if not may_fit(_filename(wheel), target):
-            continue
-        ranks = [(priority[tag], str(tag)) for tag in wheel_tags(wheel) if tag in priority]
-        if ranks:
-            rank, tag = min(ranks)
-            if best is None or rank < best[0]:
-                best = (rank, wheel, tag)
-    return None if best is None else _locked_file("wheel", best[1], best[2], entry.get("source"))
 
 
-def choose_file(entry: dict, target: Target) -> LockedFile | None:
-    """Best wheel, else the sdist, else None."""
-    wheel = best_wheel(entry, target)
-    if wheel is not None:
-        return wheel
-    if "sdist" in entry:
-        return _locked_file("sdist", entry["sdist"], source=entry.get("source"))
-    return None
 
 
 def resolve(
@@ -228,7 +168,7 @@ def resolve(
         )
     if missing:
         complete = read_lock(lock_path)  # with the wheels for other systems, to name them
-        raise _no_file_error(
+        raise no_file_error(
             complete,
             [complete.entry(e["name"], version=e.get("version"), source=e.get("source")) for e in missing],
             target,
@@ -247,55 +187,12 @@ def resolve(
     )
 
 
-def workspace_members(lock: Lock) -> list[str]:
-    """The workspace's members, canonical and sorted: ``[manifest] members``, else the lock's one project."""
-    if lock.members:
-        return sorted(lock.members)
-    return sorted(
-        canonicalize_name(entry["name"])
-        for entry in lock.local_entries()
-        if entry.get("source", {}).get("editable") == "." or entry.get("source", {}).get("virtual") == "."
-    )
 
 
-def _choose_member_fix(members: list[str]) -> str:
-    listed = ", ".join(members) or "none"
-    return (
-        f"choose a member: `--package NAME` (hatch-lambda requirements), `package = \"NAME\"` in the target's "
-        f"table or in a function's, or build from the member's own directory; members: {listed}"
-    )
 
 
-def member_directory(lock: Lock, name: str) -> Path | None:
-    """Where a local package of the lock (a workspace member) lives, or None."""
-    for entry in lock.entries(name):
-        kind, where = source_kind(entry)
-        if kind in LOCAL_KINDS:
-            return (lock.path.parent / where).resolve()
-    return None
 
 
-def choose_root(project_dir: Path, lock: Lock, package: str | None) -> str:
-    """The workspace member a build starts from: ``package``, else the project in ``project_dir``."""
-    members = workspace_members(lock)
-    if package:
-        name = canonicalize_name(package)
-        if members and name not in members:
-            raise LambdaBuildError(
-                f"{package!r} is not a member of the workspace of {lock.path}",
-                _choose_member_fix(members),
-            )
-        return name
-    pyproject = project_dir / "pyproject.toml"
-    if not pyproject.is_file():
-        raise LambdaBuildError(f"no pyproject.toml in {project_dir}")
-    data = read_toml(pyproject)
-    name = data.get("project", {}).get("name") if isinstance(data.get("project"), dict) else None
-    if not name:
-        what = ("has no [project] table: it is a virtual workspace root, not a package"
-                if "project" not in data else "has no [project] name")
-        raise LambdaBuildError(f"{pyproject} {what}", _choose_member_fix(members))
-    return canonicalize_name(name)
 
 
 def _check_environments(lock: Lock, target: Target) -> None:
@@ -475,55 +372,9 @@ def _follow(edge: dict, environment: dict, active: set[str], lock: Lock, scope: 
         raise LambdaBuildError(f"{lock.path}: invalid marker on {edge.get('name')}: {exc}", "run `uv lock`") from None
 
 
-def _platform_summary(tags: Iterable) -> str:
-    """The platforms a package's wheels are for, in a few words: ``manylinux_2_28_x86_64, macosx (3), win (2)``."""
-    linux, other = set(), {}
-    for tag in tags:
-        platform = str(tag.platform)
-        if platform.startswith(("manylinux", "linux", "musllinux")):
-            linux.add(platform)
-        else:
-            family = platform.split("_", 1)[0]
-            other.setdefault(family, set()).add(platform)
-    parts = sorted(linux)[:6] + (["…"] if len(linux) > 6 else [])
-    parts += [f"{family} ({len(found)})" if len(found) > 1 else next(iter(found)) for family, found in sorted(other.items())]
-    return ", ".join(parts) or "no platform"
 
 
-class NoFileError(LambdaBuildError):
-    """Distributions the target needs that have no file it can install; ``names`` says which."""
-
-    def __init__(self, problem: str, fix: str, names: tuple[str, ...]) -> None:
-        super().__init__(problem, fix)
-        self.names = names
 
 
-def _no_file_error(lock: Lock, entries: list[dict], target: Target) -> NoFileError:
-    allowed = [p for p in _allowed_by_lock(lock) if p != target.python]
-    lines = []
-    fixes = []
-    for entry in entries:
-        tags = [tag for wheel in entry.get("wheels", []) for tag in wheel_tags(wheel)]
-        pythons = sorted({str(tag.interpreter) for tag in tags})
-        name = f"{entry['name']} {entry.get('version', '')}".strip()
-        lines.append(
-            f"{name} has no wheel for {target.describe()} and no sdist; "
-            f"its wheels are for {_platform_summary(tags)} ({', '.join(pythons[:8]) or '-'})"
-        )
-        works = [p for p in allowed if best_wheel(entry, Target(p, target.arch)) is not None]
-        if works:
-            fixes.append(f"target python {' or '.join(works)} (which {entry['name']} has wheels for)")
-        fixes.append(
-            f"pin {entry['name']} to a release with a wheel for glibc {target.glibc[0]}.{target.glibc[1]} "
-            f"or older ({target.platforms[0]}, manylinux2014_{target.machine}) and run `uv lock`"
-        )
-    names = tuple(canonicalize_name(entry["name"]) for entry in entries)
-    return NoFileError(f"{lock.path}: " + "; ".join(lines), "; or ".join(dict.fromkeys(fixes)), names)
 
 
-def _allowed_by_lock(lock: Lock) -> list[str]:
-    """The Lambda runtimes the lock's ``requires-python`` allows (every one when it has none or is invalid)."""
-    try:
-        return allowed_runtimes(SpecifierSet(lock.requires_python or ""))
-    except InvalidSpecifier:
-        return list(RUNTIMES)

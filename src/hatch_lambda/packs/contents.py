@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
-from hatch_lambda.packs.unpack import StagedTree
 from hatch_lambda.packs.strip import PruneReport
-from hatch_lambda.checks.smoke import module_name
+from hatch_lambda.packs.unpack import StagedTree
 
 OTHER = "(function code)"  # in a zip whose manifest lists every distribution
 UNKNOWN = "(unattributed)"
@@ -106,3 +107,33 @@ def owners_from_dist_info(names: list[str], prefix: str, read: Callable[[str], b
                 tops[top] = by_name[_normalize(candidate)]
                 break
     return tops, files
+
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+NOT_PACKAGES = (".dist-info", ".data", ".libs", ".egg-info")
+
+
+def module_name(entry: Path) -> str | None:
+    """The top-level module a file or directory of a sys.path entry provides, if any."""
+    if entry.is_dir():
+        if entry.name.endswith(NOT_PACKAGES) or not IDENTIFIER.match(entry.name) or entry.name == "__pycache__":
+            return None
+        if (entry / "__init__.py").is_file() or any(
+            name.endswith((".py", ".so")) for _, _, files in os.walk(entry) for name in files
+        ):
+            return entry.name  # a package, or a namespace package
+        return None
+    if entry.suffix in (".py", ".so"):
+        stem = entry.name.split(".", 1)[0]
+        if IDENTIFIER.match(stem) and not stem.startswith("__"):
+            return stem
+    return None
+
+
+def top_level_modules(directory: Path) -> list[str]:
+    """Importable top-level names in ``directory``: packages, namespace packages, modules, extensions."""
+    if not directory.is_dir():
+        return []
+    return sorted({name for entry in directory.iterdir() if (name := module_name(entry)) is not None})

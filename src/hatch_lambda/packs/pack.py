@@ -37,15 +37,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hatch_lambda.assemble.archive import Compressed, compress, tree_entries
-from hatch_lambda.assemble.audit import ElfInfo, elf_objects
-from hatch_lambda.cache.store import atomic_dir, discard, entry_dir, key_of, locked, publish, touch
+from hatch_lambda.assemble.audit import elf_objects
+from hatch_lambda.cache.store import (
+    atomic_dir,
+    discard,
+    entry_dir,
+    key_of,
+    locked,
+    publish,
+    touch,
+)
 from hatch_lambda.config import LambdaConfig
-from hatch_lambda.packs.contents import contents, staged_sizes
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.fetch.files import fetch_one, progress_for
-from hatch_lambda.packs.unpack import StagedDistribution, StagedTree, Wheel, check_wheel, unpack
 from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.packs.contents import contents, staged_sizes
+from hatch_lambda.packs.elf import ElfInfo
 from hatch_lambda.packs.strip import PruneReport, prune
+from hatch_lambda.packs.unpack import (
+    StagedDistribution,
+    StagedTree,
+    check_wheel,
+    unpack,
+)
 from hatch_lambda.runtime.target import Target
 
 if TYPE_CHECKING:

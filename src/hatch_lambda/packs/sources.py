@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.config import LambdaConfig
+from hatch_lambda.fetch.builds import Wheel, git_build, host_build
 from hatch_lambda.fetch.files import fetch_all, fetch_one, file_sha256
-from hatch_lambda.packs.unpack import Wheel, git_build, host_build
+from hatch_lambda.fetch.sdists import sdist_wheels
 from hatch_lambda.lockfile.resolve import Distribution, Resolution
 from hatch_lambda.packs.pack import PackSpec, pack_key
 
@@ -66,7 +67,7 @@ def pack_sources(
     built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in dists if dist.is_local or dist.source_kind == "git"]
     sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
     if sdists:
-        built += _sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)
+        built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)
     for wheel in built:
         digest = file_sha256(wheel.path)
         out[wheel.dist.name] = PackSource(wheel.dist, pack_key(spec, digest, wheel.path.name, installer), wheel.how,
@@ -81,15 +82,3 @@ def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, lo
     return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log)
 
 
-def _sdist_wheels(config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], cache: Path,
-                  work: Path, log: Log) -> list[Wheel]:
-    """sdists into wheels: in the image for ``docker``; for ``auto`` there when Docker is reachable, else on the
-    host (pure Python only); on the host for ``wheels``."""
-    from hatch_lambda.runtime.docker import auto_sdists, build_sdists_in_image, connect, engine_with_image
-
-    if config.installer == "wheels":
-        return [host_build(dist, downloads[dist.name], work, cache, log) for dist in sdists]
-    if config.installer == "auto":
-        return auto_sdists(config, sdists, downloads, work, cache, log)
-    with engine_with_image(connect(), config, log) as client:
-        return build_sdists_in_image(config, client, sdists, downloads, work, log)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pathspec
 
-
 HEADERS = (".h", ".hh", ".hpp", ".hxx", ".pyx", ".pxd", ".pxi")
 TEST_DIRS = frozenset({"tests", "test"})
 KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|(LICEN[CS]E|COPYING|NOTICE|AUTHORS)[^/]*|licenses/.*)$", re.I)

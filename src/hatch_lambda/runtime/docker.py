@@ -14,22 +14,16 @@ the host (accepted only when pure Python).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from hatch_lambda.config import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.fetch.files import file_sha256
-from hatch_lambda.packs.unpack import StagedDistribution, Wheel, host_build
-from hatch_lambda.lockfile.resolve import Distribution
-from hatch_lambda.packs.pack import Installed
-from hatch_lambda.packs.strip import remove_empty_dirs
 
 Log = Callable[[str], None]
 PIP_QUIET = ["--disable-pip-version-check", "--no-cache-dir", "--no-input"]
@@ -59,7 +53,7 @@ def connect():
 
 
 @dataclass
-class _Run:
+class Container:
     """One container: image, platform, entrypoint overridden, always removed."""
 
     client: object
@@ -144,7 +138,7 @@ def ensure_image(client, image: str, platform: str, log: Log) -> None:
         ) from None
 
 
-def _link_or_copy(source: Path, directory: Path) -> Path:
+def link_or_copy(source: Path, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / source.name
     try:
@@ -154,7 +148,7 @@ def _link_or_copy(source: Path, directory: Path) -> Path:
     return target
 
 
-def _network_environment() -> tuple[dict[str, str], dict[str, tuple[Path, str]]]:
+def network_environment() -> tuple[dict[str, str], dict[str, tuple[Path, str]]]:
     """Proxy variables and the host's CA bundle, for a container that builds sdists."""
     environment = {}
     for name in PROXY_VARIABLES:
@@ -173,139 +167,14 @@ def _network_environment() -> tuple[dict[str, str], dict[str, tuple[Path, str]]]
     return environment, mounts
 
 
-def build_sdists_in_image(
-    config: LambdaConfig, client, sdists: list[Distribution], downloads: dict[str, Path], work: Path, log: Log
-) -> list[Wheel]:
-    """Build each sdist into a wheel with pip inside the image; the only step with network."""
-    python = f"/var/lang/bin/python{config.target.python}"
-    source_dir, out_dir, job = work / "sdists", work / "built", work / "job-sdists"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    job.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for dist in sdists:
-        local = _link_or_copy(downloads[dist.name], source_dir)
-        subdirectory = f"#subdirectory={dist.subdirectory}" if dist.subdirectory else ""
-        lines.append(f"{dist.name} @ file:///sdists/{local.name}{subdirectory} --hash=sha256:{dist.file.sha256}")
-    (job / "requirements.txt").write_text("\n".join(lines) + "\n")
-    environment, mounts = _network_environment()
-    environment.update(PIP_ENVIRONMENT)
-    log(f"building in {config.image_name}: {', '.join(d.pin for d in sdists)}")
-    run = _Run(client, config.image_name, config.target.docker_platform)
-    run(
-        [python, "-m", "pip", "wheel", *PIP_QUIET, "--no-deps", "--require-hashes", "--wheel-dir", "/built",
-         "-r", "/job/requirements.txt"],
-        {"/sdists": (source_dir, "ro"), "/job": (job, "ro"), "/built": (out_dir, "rw"), **mounts},
-        network=config.docker_network or "",
-        environment=environment,
-        what=f"building {', '.join(d.pin for d in sdists)}",
-        log=log,
-    )
-    from packaging.utils import canonicalize_name, parse_wheel_filename
-
-    built = {canonicalize_name(parse_wheel_filename(p.name)[0]): p for p in out_dir.glob("*.whl")}
-    wheels = []
-    for dist in sdists:
-        if dist.name not in built:
-            raise LambdaBuildError(f"building {dist.pin} in {config.image_name} produced no wheel")
-        wheels.append(Wheel(dist, built[dist.name], f"sdist built in {config.image_name}"))
-    return wheels
 
 
-#: Run inside the image: one pip install per wheel, each into a directory of its own.
-INSTALL_EACH = r"""
-import json, subprocess, sys
-for target, requirements in json.load(open("/job/jobs.json")):
-    subprocess.run([sys.executable, "-m", "pip", "install", *json.load(open("/job/flags.json")),
-                    "--target", target, "-r", requirements], check=True)
-"""
 
 
-def install_each_in_image(config: LambdaConfig, client, wheels: list[tuple[Wheel, dict[str, str]]], out: Path,
-                          work: Path, log: Log) -> dict[str, Installed]:
-    """pip inside the image installs each wheel alone into ``out/<name>``, without network.
-
-    ``wheels``: each wheel with its RECORD (checked on this machine before
-    anything is installed). One container installs them all.
-    """
-    python = f"/var/lang/bin/python{config.target.python}"
-    wheel_dir, job = work / "wheelhouse", work / "job-install"
-    job.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for wheel, _ in wheels:
-        local = _link_or_copy(wheel.path, wheel_dir)
-        digest = wheel.dist.file.sha256 if wheel.how == "wheel" and wheel.dist.file else file_sha256(local)
-        (job / f"{wheel.dist.name}.txt").write_text(
-            f"{wheel.dist.name} @ file:///wheels/{local.name} --hash=sha256:{digest}\n")
-        (out / wheel.dist.name).mkdir(parents=True, exist_ok=True)
-        jobs.append([f"/out/{wheel.dist.name}", f"/job/{wheel.dist.name}.txt"])
-    (job / "jobs.json").write_text(json.dumps(jobs))
-    (job / "flags.json").write_text(json.dumps([*PIP_QUIET, "--no-index", "--no-deps", "--require-hashes",
-                                                "--no-compile", "--only-binary", ":all:"]))
-    log(f"installing {len(wheels)} distributions in {config.image_name} ({config.target.docker_platform})")
-    run = _Run(client, config.image_name, config.target.docker_platform)
-    run(
-        [python, "-c", INSTALL_EACH],
-        {"/wheels": (wheel_dir, "ro"), "/job": (job, "ro"), "/out": (out, "rw")},
-        network=None,
-        environment=PIP_ENVIRONMENT,
-        what=f"installing {', '.join(w.dist.pin for w, _ in wheels)}",
-        log=log,
-    )
-    installed = {}
-    for wheel, record in wheels:
-        root = out / wheel.dist.name
-        staged = _staged_from_pip(root, wheel)
-        remove_empty_dirs(root)
-        installed[wheel.dist.name] = Installed(root, staged, record)
-    return installed
 
 
-def image_installer(config: LambdaConfig, work: Path, log: Log):
-    """The packs' installer for ``installer = "docker"``: (the image's id, what installs missing packs' wheels)."""
-    from hatch_lambda.packs.unpack import check_wheel
-
-    client = connect()
-    try:
-        ensure_image(client, config.image_name, config.target.docker_platform, log)
-        image_id = client.images.get(config.image_name).id
-    finally:
-        client.close()
-
-    def install(sources) -> dict[str, Installed]:
-        # Every wheel passes its checks before anything is installed.
-        wheels = [(wheel, check_wheel(wheel)) for wheel in (Wheel(s.dist, path, s.how) for s, path in sources)]
-        with engine_with_image(connect(), config, log) as engine:
-            return install_each_in_image(config, engine, wheels, work / "installed", work, log)
-
-    return image_id, install
 
 
-def _staged_from_pip(root: Path, wheel: Wheel) -> StagedDistribution:
-    """What pip put under ``root`` for one wheel, read from its RECORD.
-
-    pip's ``--target`` also moves scripts (``bin/``) and data files into the
-    target; RECORD names them with a leading ``../``. They are removed, as the
-    wheels installer never installs them.
-    """
-    from installer.records import parse_record_file
-    from installer.sources import WheelFile
-
-    with WheelFile.open(wheel.path) as source:
-        dist_info = source.dist_info_dir
-    record = root / dist_info / "RECORD"
-    if not record.is_file():
-        raise LambdaBuildError(f"pip left no {dist_info}/RECORD for {wheel.dist.pin} in the image's install")
-    files, outside = [], []
-    for name, _, _ in parse_record_file(record.read_text().splitlines()):
-        parts = PurePosixPath(name).parts
-        if ".." in parts:
-            outside.append("/".join(p for p in parts if p != ".."))
-        elif "__pycache__" not in parts:
-            files.append(name)
-    for name in outside:
-        (root / name).unlink(missing_ok=True)
-    return StagedDistribution(name=wheel.dist.name, version=wheel.dist.version, how=wheel.how,
-                              files=tuple(sorted(files)))
 
 
 @contextmanager
@@ -318,29 +187,3 @@ def engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
         client.close()
 
 
-def auto_sdists(
-    config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], work: Path, cache: Path, log: Log
-) -> list[Wheel]:
-    """sdists for ``auto``: in the image when Docker is reachable, else on the host if pure."""
-    try:
-        client = connect()
-    except LambdaBuildError as unreachable:
-        wheels, failed, reasons = [], [], []
-        for dist in sdists:
-            try:
-                wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
-            except LambdaBuildError as exc:  # not pure Python, or the build itself failed
-                failed.append(dist)
-                reasons.append(exc.problem.replace("\n", "\n    "))
-        if failed:
-            names = ", ".join(d.pin for d in failed)
-            raise LambdaBuildError(
-                f"{names} {'has' if len(failed) == 1 else 'have'} only an sdist that could not be built into a "
-                f"pure Python wheel here, so it must be built in the Lambda image, but Docker is not reachable "
-                f"at {where_docker_is()}:\n    " + "\n    ".join(reasons),
-                f"start Docker (or set DOCKER_HOST), or pin {'it' if len(failed) == 1 else 'them'} to a "
-                f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
-            ) from unreachable
-        return wheels
-    with engine_with_image(client, config, log):
-        return build_sdists_in_image(config, client, sdists, downloads, work, log)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+
 @dataclass(frozen=True)
 class Runtime:
     """One Lambda Python runtime."""

@@ -11,9 +11,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.assemble.manifest import read_manifest
-from hatch_lambda.runtime.target import RUNTIMES, Target
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.target import Target
 
 LAYER_KIND = "layer"
 FAT_KIND = "function-fat"

@@ -1,0 +1,127 @@
+"""Wheels built from sources with pypa/build: workspace members, path and directory sources, sdists, git checkouts.
+
+Built on this machine; a wheel built from an sdist or a git checkout is accepted
+only when it is pure Python (a native one must be built in the Lambda image), and
+is cached (``built/<sdist sha256>``, ``git/<key>``) since its source never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from packaging.utils import parse_wheel_filename
+
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.git import built_wheel, parse_git_source
+from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.plugin.nesting import nested_environment
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel ready to unpack, and how it came to be."""
+
+    dist: Distribution
+    path: Path
+    how: str
+
+
+
+def is_pure(wheel_name: str) -> bool:
+    tags = parse_wheel_filename(wheel_name)[3]
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
+
+
+def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
+    """Build a regular (not editable) wheel from a source tree with pypa/build."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(source_dir)]
+    if shutil.which("uv"):
+        command[4:4] = ["--installer", "uv"]
+    log(f"building {label} into a wheel")
+    # nested_environment(): the lambda build hook must not run again inside this build.
+    result = subprocess.run(command, capture_output=True, text=True, env=nested_environment())
+    if result.returncode != 0:
+        tail = "\n    ".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}")
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise LambdaBuildError(f"building {label} produced {len(wheels)} wheels, expected one")
+    return wheels[0]
+
+
+def unpack_sdist(path: Path, into: Path) -> Path:
+    """Unpack an sdist (.tar.gz or .zip) safely; the directory holding pyproject/setup.py."""
+    into.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                    raise LambdaBuildError(f"sdist {path.name} holds an unsafe path {name!r}")
+            archive.extractall(into)
+    else:
+        with tarfile.open(path) as archive:
+            archive.extractall(into, filter="data")
+    children = [p for p in into.iterdir() if p.is_dir()]
+    return children[0] if len(children) == 1 else into
+
+
+def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: Log) -> Wheel:
+    """Build ``dist`` on this machine; accepted only if the result is pure Python."""
+    if dist.is_local:
+        wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log)
+        return Wheel(dist, wheel, f"built from {dist.source}")
+    # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
+    sub = dist.subdirectory
+    built = cache / "built" / (dist.file.sha256 + (f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""))
+    existing = sorted(built.glob("*.whl")) if built.is_dir() else []
+    if existing:
+        wheel = existing[0]
+    else:
+        tree = unpack_sdist(source, work / "sdists" / dist.name)
+        if sub:
+            tree = tree / sub
+            if ".." in PurePosixPath(sub).parts or not tree.is_dir():
+                raise LambdaBuildError(f"{dist.pin}: {source.name} has no directory {sub!r} (the lock's subdirectory)",
+                                       "run `uv lock`")
+        wheel = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
+    if not is_pure(wheel.name):
+        raise LambdaBuildError(
+            f"{dist.pin} has only an sdist, and building it here gave {wheel.name}, which is not pure "
+            f"Python, so it may not run on Lambda",
+            'set installer = "docker" (or "auto" with Docker running) so it is built inside the Lambda image',
+        )
+    if not existing:
+        built.mkdir(parents=True, exist_ok=True)
+        # Copied under a temporary name, then renamed: a killed build never leaves half a wheel here.
+        with tempfile.NamedTemporaryFile(dir=built, prefix=".", suffix=".part", delete=False) as partial:
+            with wheel.open("rb") as source:
+                shutil.copyfileobj(source, partial)
+        os.replace(partial.name, built / wheel.name)
+    return Wheel(dist, wheel, "sdist built on host")
+
+
+def git_build(dist: Distribution, work: Path, cache: Path, log: Log) -> Wheel:
+    """The wheel of a git source: the locked commit, built on this machine (pure Python only)."""
+    source = parse_git_source(dist.source, where=f"uv.lock entry {dist.pin}")
+    wheel = built_wheel(source, dist.pin, cache, work, lambda tree, out, label: build_wheel(tree, out, label, log), log)
+    if not is_pure(wheel.name):
+        raise LambdaBuildError(
+            f"{dist.pin} comes from git ({source.label}), and building it here gave {wheel.name}, which is not "
+            "pure Python, so it may not run on Lambda",
+            f"publish a manylinux wheel of {dist.name} to an index you can use, or build it in the Lambda image "
+            "yourself and depend on the wheel as a path source",
+        )
+    return Wheel(dist, wheel, f"built from git {source.label}")

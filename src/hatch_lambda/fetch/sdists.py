@@ -1,0 +1,107 @@
+"""sdists into wheels: on this machine when the result is pure Python, else in the Lambda image.
+
+``installer = "wheels"`` builds on this machine (pure Python results only);
+``"docker"`` builds in the image; ``"auto"`` builds in the image when Docker is
+reachable, else on this machine. Only this container gets network
+(``docker-network``), with the host's CA bundle and proxy variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hatch_lambda.config import LambdaConfig
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.builds import Wheel, host_build
+from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.runtime.docker import (
+    PIP_ENVIRONMENT,
+    PIP_QUIET,
+    Container,
+    connect,
+    engine_with_image,
+    link_or_copy,
+    network_environment,
+    where_docker_is,
+)
+
+Log = Callable[[str], None]
+
+
+def build_sdists_in_image(
+    config: LambdaConfig, client, sdists: list[Distribution], downloads: dict[str, Path], work: Path, log: Log
+) -> list[Wheel]:
+    """Build each sdist into a wheel with pip inside the image; the only step with network."""
+    python = f"/var/lang/bin/python{config.target.python}"
+    source_dir, out_dir, job = work / "sdists", work / "built", work / "job-sdists"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for dist in sdists:
+        local = link_or_copy(downloads[dist.name], source_dir)
+        subdirectory = f"#subdirectory={dist.subdirectory}" if dist.subdirectory else ""
+        lines.append(f"{dist.name} @ file:///sdists/{local.name}{subdirectory} --hash=sha256:{dist.file.sha256}")
+    (job / "requirements.txt").write_text("\n".join(lines) + "\n")
+    environment, mounts = network_environment()
+    environment.update(PIP_ENVIRONMENT)
+    log(f"building in {config.image_name}: {', '.join(d.pin for d in sdists)}")
+    run = Container(client, config.image_name, config.target.docker_platform)
+    run(
+        [python, "-m", "pip", "wheel", *PIP_QUIET, "--no-deps", "--require-hashes", "--wheel-dir", "/built",
+         "-r", "/job/requirements.txt"],
+        {"/sdists": (source_dir, "ro"), "/job": (job, "ro"), "/built": (out_dir, "rw"), **mounts},
+        network=config.docker_network or "",
+        environment=environment,
+        what=f"building {', '.join(d.pin for d in sdists)}",
+        log=log,
+    )
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    built = {canonicalize_name(parse_wheel_filename(p.name)[0]): p for p in out_dir.glob("*.whl")}
+    wheels = []
+    for dist in sdists:
+        if dist.name not in built:
+            raise LambdaBuildError(f"building {dist.pin} in {config.image_name} produced no wheel")
+        wheels.append(Wheel(dist, built[dist.name], f"sdist built in {config.image_name}"))
+    return wheels
+
+
+def auto_sdists(
+    config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], work: Path, cache: Path, log: Log
+) -> list[Wheel]:
+    """sdists for ``auto``: in the image when Docker is reachable, else on the host if pure."""
+    try:
+        client = connect()
+    except LambdaBuildError as unreachable:
+        wheels, failed, reasons = [], [], []
+        for dist in sdists:
+            try:
+                wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
+            except LambdaBuildError as exc:  # not pure Python, or the build itself failed
+                failed.append(dist)
+                reasons.append(exc.problem.replace("\n", "\n    "))
+        if failed:
+            names = ", ".join(d.pin for d in failed)
+            raise LambdaBuildError(
+                f"{names} {'has' if len(failed) == 1 else 'have'} only an sdist that could not be built into a "
+                f"pure Python wheel here, so it must be built in the Lambda image, but Docker is not reachable "
+                f"at {where_docker_is()}:\n    " + "\n    ".join(reasons),
+                f"start Docker (or set DOCKER_HOST), or pin {'it' if len(failed) == 1 else 'them'} to a "
+                f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
+            ) from unreachable
+        return wheels
+    with engine_with_image(client, config, log):
+        return build_sdists_in_image(config, client, sdists, downloads, work, log)
+
+
+def sdist_wheels(config: LambdaConfig, sdists: list[Distribution], downloads: dict[str, Path], cache: Path,
+                  work: Path, log: Log) -> list[Wheel]:
+    """sdists into wheels: in the image for ``docker``; for ``auto`` there when Docker is reachable, else on the
+    host (pure Python only); on the host for ``wheels``."""
+    if config.installer == "wheels":
+        return [host_build(dist, downloads[dist.name], work, cache, log) for dist in sdists]
+    if config.installer == "auto":
+        return auto_sdists(config, sdists, downloads, work, cache, log)
+    with engine_with_image(connect(), config, log) as client:
+        return build_sdists_in_image(config, client, sdists, downloads, work, log)
