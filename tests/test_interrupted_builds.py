@@ -221,7 +221,7 @@ def test_killed_while_installing_or_zipping(tmp_path, cache, bulky, stage, signa
 
 
 # --------------------------------------------------------------------------
-# while building an sdist on the host (its wheel is cached under built/<sha256>/)
+# while building an sdist on the host (its wheel is cached under built/<sha[:2]>/<sha256>/)
 
 
 def _building_sdist(project: Path) -> Callable[[], bool]:
@@ -252,7 +252,7 @@ def test_killed_while_building_an_sdist(tmp_path, cache, signame):
                 assert archive.testzip() is None
     assert_cache_holds_only_verified_files(private, allow_part=True)
     assert_next_build_succeeds(project, private, "sdist_app", marker)
-    assert list((private / "built").glob("*/docopt-*.whl"))
+    assert list((private / "built").glob("*/*/docopt-*.whl"))  # built/<sha[:2]>/<sha>/
 
 
 # --------------------------------------------------------------------------

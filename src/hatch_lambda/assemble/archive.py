@@ -22,7 +22,7 @@ from pathlib import Path
 from hatchling.builders.utils import get_reproducible_timestamp
 from zlib_ng import zlib_ng
 
-from hatch_lambda.fetch.files import file_sha256
+from hatch_lambda.hashing import file_sha256
 
 # zlib-ng deflates 2.5x faster than zlib at the same level (about 2% larger at 6); bundled with
 # its wheel, so its output does not depend on the system's zlib either.
@@ -62,7 +62,7 @@ def tree_entries(root: Path, prefix: str = "") -> list[Entry]:
     return out
 
 
-def _date_time() -> tuple[int, int, int, int, int, int]:
+def zip_date_time() -> tuple[int, int, int, int, int, int]:
     # Zip cannot store dates before 1980.
     stamp = max(get_reproducible_timestamp(), 315532800)
     return time.gmtime(stamp)[:6]
@@ -145,7 +145,7 @@ def write_compressed(contents: dict[str, Compressed], destination: Path) -> Writ
     The bytes depend only on the names and contents, not on where the deflated
     data came from, so a zip assembled from cached entries equals a fresh one.
     """
-    date_time = _date_time()
+    date_time = zip_date_time()
     unzipped = 0
     names = sorted([*contents, *directories(contents)])
     destination.parent.mkdir(parents=True, exist_ok=True)

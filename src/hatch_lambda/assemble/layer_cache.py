@@ -18,18 +18,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import WrittenZip, _date_time
+from hatch_lambda.assemble.archive import WrittenZip, zip_date_time
 from hatch_lambda.assemble.audit import Finding
+from hatch_lambda.cache.entry import Entry
 from hatch_lambda.cache.store import (
-    atomic_dir,
-    discard,
-    entry_dir,
     key_of,
     locked,
-    publish,
-    touch,
 )
-from hatch_lambda.fetch.files import file_sha256
+from hatch_lambda.hashing import file_sha256
 from hatch_lambda.packs.strip import PruneReport
 
 ZIP = "layer.zip"
@@ -46,7 +42,7 @@ class CachedLayer:
 
 
 def layer_key(pack_keys: list[str], prefix: str) -> str:
-    return key_of({"kind": "layer", "packs": pack_keys, "prefix": prefix, "date_time": list(_date_time())})
+    return key_of({"kind": "layer", "packs": pack_keys, "prefix": prefix, "date_time": list(zip_date_time())})
 
 
 def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
@@ -56,67 +52,56 @@ def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
     read or written) and checked by its size and modification time, which any
     rewrite of either name changes; a copy is checked by its sha256.
     """
-    directory = entry_dir(cache, "layers", key)
-    try:
-        meta = json.loads((directory / META).read_text())
-    except (OSError, ValueError):
-        return None
-    try:
+
+    def place(directory: Path) -> CachedLayer | None:
         try:
-            os.link(directory / ZIP, destination)
-            linked = True
-        except OSError:
-            shutil.copyfile(directory / ZIP, destination)
-            linked = False
-        if meta.get("key") != key:
-            raise ValueError("another key")
-        if linked:
-            status = destination.stat()
-            if status.st_size != meta["zipped"] or status.st_mtime_ns != meta["mtime_ns"]:
-                raise ValueError("changed since it was stored")
-        elif file_sha256(destination) != meta["sha256"]:
-            raise ValueError("damaged")
-        written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
-        pruned = PruneReport(**meta["pruned"])
-        largest = [(name, size) for name, size in meta["largest"]]
-        findings = tuple(Finding.from_dict(item) for item in meta["findings"])
-        contents = dict(meta["contents"])
-    except (OSError, KeyError, TypeError, ValueError):
-        destination.unlink(missing_ok=True)
-        with locked(directory):
-            discard(directory)
-        return None
-    touch(directory)
-    return CachedLayer(written, pruned, largest, findings, contents)
+            meta = json.loads((directory / META).read_text())
+            if meta.get("key") != key:
+                return None
+            try:
+                os.link(directory / ZIP, destination)
+                linked = True
+            except OSError:
+                shutil.copyfile(directory / ZIP, destination)
+                linked = False
+            if linked:
+                status = destination.stat()
+                if status.st_size != meta["zipped"] or status.st_mtime_ns != meta["mtime_ns"]:
+                    raise ValueError("changed since it was stored")
+            elif file_sha256(destination) != meta["sha256"]:
+                raise ValueError("damaged")
+            written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
+            return CachedLayer(written, PruneReport(**meta["pruned"]), [(n, size) for n, size in meta["largest"]],
+                               tuple(Finding.from_dict(item) for item in meta["findings"]), dict(meta["contents"]))
+        except (OSError, KeyError, TypeError, ValueError):
+            destination.unlink(missing_ok=True)
+            return None
+
+    return Entry(cache, "layers", key).read(place)
 
 
 def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
-    """Keep a copy of a freshly written layer zip (atomically, under the entry's lock)."""
-    directory = entry_dir(cache, "layers", key)
-    with locked(directory):
-        if (directory / META).is_file():
-            return
-        temporary = atomic_dir(directory)
-        try:
-            shutil.copyfile(layer.written.path, temporary / ZIP)
-            if file_sha256(temporary / ZIP) != layer.written.sha256:
-                raise OSError(f"copying {layer.written.path} into the cache changed it")
-            meta = {
-                "key": key,
-                "sha256": layer.written.sha256,
-                "zipped": layer.written.zipped,
-                "mtime_ns": (temporary / ZIP).stat().st_mtime_ns,
-                "entries": layer.written.entries,
-                "unzipped": layer.written.unzipped,
-                "pruned": {"files": layer.pruned.files, "bytes": layer.pruned.bytes,
-                           "by_rule": layer.pruned.by_rule, "removed": layer.pruned.removed},
-                "largest": layer.largest,
-                "findings": [finding.as_dict() for finding in layer.findings],
-                "contents": layer.contents,
-            }
-            with (temporary / META).open("w") as out:
-                out.write(json.dumps(meta))
-            publish(temporary, directory)
-        except BaseException:
-            discard(temporary)
-            raise
+    """Keep a copy of a freshly written layer zip (a cache entry, written once)."""
+
+    def fill(temporary: Path) -> None:
+        shutil.copyfile(layer.written.path, temporary / ZIP)
+        if file_sha256(temporary / ZIP) != layer.written.sha256:
+            raise OSError(f"copying {layer.written.path} into the cache changed it")
+        meta = {
+            "key": key,
+            "sha256": layer.written.sha256,
+            "zipped": layer.written.zipped,
+            "mtime_ns": (temporary / ZIP).stat().st_mtime_ns,
+            "entries": layer.written.entries,
+            "unzipped": layer.written.unzipped,
+            "pruned": layer.pruned.as_dict(),
+            "largest": layer.largest,
+            "findings": [finding.as_dict() for finding in layer.findings],
+            "contents": layer.contents,
+        }
+        (temporary / META).write_text(json.dumps(meta))
+
+    entry = Entry(cache, "layers", key)
+    with locked(entry.path):
+        if not (entry.path / META).is_file():
+            entry.write(fill)

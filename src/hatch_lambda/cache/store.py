@@ -26,8 +26,9 @@ from filelock import FileLock
 
 # Bumped whenever the layout or meaning of a cached entry changes.
 FORMAT = 1
-# Kinds of entries that may be pruned; "files" and "built" are downloads and sdist builds.
-KINDS = ("files", "built", "packs", "layers")
+# Kinds of entries that may be pruned: downloads, wheels built from sdists and git checkouts, packs, layers,
+# and metadata read through build backends. Every kind is sharded by its key's first two digits.
+KINDS = ("files", "built", "git", "packs", "layers", "metadata")
 
 
 def cache_dir() -> Path:
@@ -130,8 +131,7 @@ def entries(cache: Path) -> list[CacheEntry]:
         base = cache / kind
         if not base.is_dir():
             continue
-        # "built" holds <sdist sha>/ directly; the other kinds are sharded by the key's first two digits.
-        shards = [base] if kind == "built" else sorted(p for p in base.iterdir() if p.is_dir())
+        shards = sorted(p for p in base.iterdir() if p.is_dir())
         for shard in shards:
             for entry in sorted(shard.iterdir()):
                 if not entry.is_dir() or entry.name.startswith("."):

@@ -88,7 +88,7 @@ def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Targe
     return Target(python, arch)
 
 
-def unpack(artifact: Artifact, destination: Path) -> Path:
+def extract(artifact: Artifact, destination: Path) -> Path:
     """The artifact's files on disk: a zip is extracted into ``destination``, a tree is used as it is."""
     if not artifact.is_zip:
         return artifact.path

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_lambda.checks.artifacts import Artifact, dependency_roots, unpack
+from hatch_lambda.checks.artifacts import Artifact, dependency_roots, extract
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.packs.contents import top_level_modules
 from hatch_lambda.runtime.interpreters import interpreter
@@ -122,7 +122,7 @@ def lay_out(artifact: Artifact, unpacked: Path, python: str) -> Path:
     layer = artifact.kind == "layer" or (artifact.kind == "tree" and (artifact.path / "python").is_dir())
     root = unpacked / "opt" if layer else task
     if artifact.is_zip:
-        unpack(artifact, root)
+        extract(artifact, root)
     else:
         shutil.copytree(artifact.path, root, dirs_exist_ok=True, symlinks=True)
     return root

@@ -8,12 +8,10 @@ is cached (``built/<sdist sha256>``, ``git/<key>``) since its source never chang
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import parse_wheel_filename
 
+from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
 from hatch_lambda.lockfile.resolve import Distribution
@@ -85,32 +84,29 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
         return Wheel(dist, wheel, f"built from {dist.source}")
     # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
     sub = dist.subdirectory
-    built = cache / "built" / (dist.file.sha256 + (f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""))
-    existing = sorted(built.glob("*.whl")) if built.is_dir() else []
-    if existing:
-        wheel = existing[0]
-    else:
+    entry = Entry(cache, "built", dist.file.sha256 + (f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""))
+    wheel = entry.read(read_wheel)
+    if wheel is None:
         tree = unpack_sdist(source, work / "sdists" / dist.name)
         if sub:
             tree = tree / sub
             if ".." in PurePosixPath(sub).parts or not tree.is_dir():
                 raise LambdaBuildError(f"{dist.pin}: {source.name} has no directory {sub!r} (the lock's subdirectory)",
                                        "run `uv lock`")
-        wheel = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
+        built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
+        _refuse_native(dist, built)
+        wheel = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
+    _refuse_native(dist, wheel)
+    return Wheel(dist, wheel, "sdist built on host")
+
+
+def _refuse_native(dist: Distribution, wheel: Path) -> None:
     if not is_pure(wheel.name):
         raise LambdaBuildError(
             f"{dist.pin} has only an sdist, and building it here gave {wheel.name}, which is not pure "
             f"Python, so it may not run on Lambda",
             'set installer = "docker" (or "auto" with Docker running) so it is built inside the Lambda image',
         )
-    if not existing:
-        built.mkdir(parents=True, exist_ok=True)
-        # Copied under a temporary name, then renamed: a killed build never leaves half a wheel here.
-        with tempfile.NamedTemporaryFile(dir=built, prefix=".", suffix=".part", delete=False) as partial:
-            with wheel.open("rb") as source:
-                shutil.copyfileobj(source, partial)
-        os.replace(partial.name, built / wheel.name)
-    return Wheel(dist, wheel, "sdist built on host")
 
 
 def git_build(dist: Distribution, work: Path, cache: Path, log: Log) -> Wheel:

@@ -8,7 +8,6 @@ them) and credentials for private indexes come from ``~/.netrc``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import netrc
 import os
 import tempfile
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.download import DownloadFailed, RetryPolicy, download
 from hatch_lambda.fetch.progress import Progress
+from hatch_lambda.hashing import file_sha256
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.lockfile.wheels import LockedFile
 
@@ -128,13 +128,6 @@ def _remove_stale_parts(directory: Path) -> None:
             pass
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _verify(path: Path, dist: Distribution) -> None:

@@ -21,13 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
+from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
 from hatch_lambda.cache.store import (
-    atomic_dir,
-    discard,
-    entry_dir,
     key_of,
-    locked,
-    publish,
 )
 from hatch_lambda.errors import LambdaBuildError
 
@@ -134,23 +130,15 @@ def built_wheel(
     source: GitSource, name: str, cache: Path, work: Path, build: Callable[[Path, Path, str], Path], log: Log
 ) -> Path:
     """The wheel built from ``source``: from the cache, or checked out, built and stored there."""
-    directory = entry_dir(cache, "git", git_key(source))
-    existing = sorted(directory.glob("*.whl")) if directory.is_dir() else []
-    if len(existing) == 1:
-        return existing[0]
-    with locked(directory):
-        existing = sorted(directory.glob("*.whl")) if directory.is_dir() else []
-        if len(existing) == 1:
-            return existing[0]
-        discard(directory)
+
+    def make(temporary: Path) -> None:
         log(f"  {name}: fetching {source.label}")
         scratch = Path(tempfile.mkdtemp(prefix="git-", dir=work))
         try:
             tree = checkout(source, scratch / "checkout", name)
-            wheel = build(tree, scratch / "wheel", f"{name} (git {source.label})")
-            temporary = atomic_dir(directory)
-            shutil.copyfile(wheel, temporary / wheel.name)
-            publish(temporary, directory)
+            store_wheel(build(tree, scratch / "wheel", f"{name} (git {source.label})"))(temporary)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return directory / wheel.name
+
+    work.mkdir(parents=True, exist_ok=True)
+    return Entry(cache, "git", git_key(source)).get(read_wheel, make)

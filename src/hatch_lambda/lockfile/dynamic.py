@@ -16,14 +16,15 @@ import email.parser
 import glob
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hatch_lambda.cache.entry import Entry
 from hatch_lambda.plugin.nesting import nested_environment
 
+METADATA = "metadata.json"
 DEFAULT_CACHE_KEYS = ("pyproject.toml", "setup.py", "setup.cfg")
 
 
@@ -97,12 +98,18 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     tool_uv = pyproject.get("tool", {}).get("uv", {}) if isinstance(pyproject.get("tool"), dict) else {}
     files = _cache_files(directory, tool_uv if isinstance(tool_uv, dict) else {})
     key = _key(directory, files)
-    stored = cache / "metadata" / key[:2] / f"{key}.json"
-    try:
-        data = json.loads(stored.read_text())
-        return SourceMetadata(tuple(data["requires_dist"]), tuple(data["provides_extra"]), data["backend"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    entry = Entry(cache, "metadata", key)
+
+    def read(path: Path) -> SourceMetadata | None:
+        try:
+            data = json.loads((path / METADATA).read_text())
+            return SourceMetadata(tuple(data["requires_dist"]), tuple(data["provides_extra"]), data["backend"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    cached = entry.read(read)
+    if cached is not None:
+        return cached
     backend = _backend(pyproject)
     try:
         text = _prepare_metadata(directory)
@@ -113,12 +120,12 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     result = SourceMetadata(
         tuple(message.get_all("Requires-Dist") or ()), tuple(message.get_all("Provides-Extra") or ()), backend
     )
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=stored.parent, delete=False, suffix=".part") as out:
-        json.dump({"requires_dist": result.requires_dist, "provides_extra": result.provides_extra,
-                   "backend": backend}, out)
-    os.replace(out.name, stored)
-    return result
+
+    def fill(temporary: Path) -> None:
+        (temporary / METADATA).write_text(json.dumps({"requires_dist": result.requires_dist,
+                                                     "provides_extra": result.provides_extra, "backend": backend}))
+
+    return entry.get(read, fill)
 
 
 def _runner(cmd, cwd=None, extra_environ=None) -> None:

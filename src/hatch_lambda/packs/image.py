@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from hatch_lambda.config import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
-from hatch_lambda.fetch.files import file_sha256
+from hatch_lambda.hashing import file_sha256
 from hatch_lambda.packs.pack import Installed
 from hatch_lambda.packs.strip import remove_empty_dirs
 from hatch_lambda.packs.unpack import StagedDistribution, check_wheel

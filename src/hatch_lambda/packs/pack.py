@@ -12,9 +12,8 @@ packs (:mod:`.assemble`), by copying deflated bytes.
 Its key is everything that determines those bytes: the wheel's sha256 and file
 name, how it was installed (this machine, or which image), the target, the
 strip rules, the compression level, and hatch-lambda's version and code. A pack
-is written to a temporary directory and renamed into place under its lock;
-reading one checks the sha256 of its data, and a pack that fails is discarded
-and built again.
+is a cache entry (:mod:`hatch_lambda.cache.entry`): reading one checks the
+sha256 of its data and its key, and one that fails is discarded and built again.
 """
 
 from __future__ import annotations
@@ -38,14 +37,9 @@ from typing import TYPE_CHECKING
 
 from hatch_lambda.assemble.archive import Compressed, compress, tree_entries
 from hatch_lambda.assemble.audit import elf_objects
+from hatch_lambda.cache.entry import Entry
 from hatch_lambda.cache.store import (
-    atomic_dir,
-    discard,
-    entry_dir,
     key_of,
-    locked,
-    publish,
-    touch,
 )
 from hatch_lambda.config import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
@@ -151,38 +145,32 @@ def load(directory: Path, key: str) -> Pack | None:
         return None
 
 
-def store(directory: Path, pack: Pack) -> None:
-    """Write ``pack`` into ``directory`` atomically (temporary directory, then rename)."""
-    temporary = atomic_dir(directory)
-    try:
-        rows, offset, digest = [], 0, hashlib.sha256()
-        with (temporary / DATA).open("wb") as out:
-            for name in sorted(pack.files):
-                content = pack.files[name]
-                out.write(content.data)
-                digest.update(content.data)
-                rows.append([name, content.method, content.crc, content.size, offset, len(content.data),
-                             int(content.executable)])
-                offset += len(content.data)
-        index = {
-            "key": pack.key,
-            "name": pack.name,
-            "version": pack.version,
-            "wheel": pack.wheel,
-            "sha256": digest.hexdigest(),
-            "installed_bytes": pack.installed_bytes,
-            "pruned": pack.pruned.as_dict(),
-            "files": rows,
-            "record": pack.record,
-            "elf": [[path, info.as_dict()] for path, info in pack.elf],
-            "contents": pack.contents,
-            "mentions": list(pack.mentions),
-        }
-        (temporary / INDEX).write_text(json.dumps(index, separators=(",", ":")))
-        publish(temporary, directory)
-    except BaseException:
-        discard(temporary)
-        raise
+def write(directory: Path, pack: Pack) -> None:
+    """Write ``pack`` into the (temporary) directory of its cache entry."""
+    rows, offset, digest = [], 0, hashlib.sha256()
+    with (directory / DATA).open("wb") as out:
+        for name in sorted(pack.files):
+            content = pack.files[name]
+            out.write(content.data)
+            digest.update(content.data)
+            rows.append([name, content.method, content.crc, content.size, offset, len(content.data),
+                         int(content.executable)])
+            offset += len(content.data)
+    index = {
+        "key": pack.key,
+        "name": pack.name,
+        "version": pack.version,
+        "wheel": pack.wheel,
+        "sha256": digest.hexdigest(),
+        "installed_bytes": pack.installed_bytes,
+        "pruned": pack.pruned.as_dict(),
+        "files": rows,
+        "record": pack.record,
+        "elf": [[path, info.as_dict()] for path, info in pack.elf],
+        "contents": pack.contents,
+        "mentions": list(pack.mentions),
+    }
+    (directory / INDEX).write_text(json.dumps(index, separators=(",", ":")))
 
 
 def library_mentions(root: Path) -> tuple[str, ...]:
@@ -256,7 +244,7 @@ def packs_for(
     missing packs' wheels are installed in the Lambda image first, all at once.
     """
     workers = os.cpu_count() or 1
-    missing = [s for s in sources if not (entry_dir(store_dir, "packs", s.key) / INDEX).is_file()]
+    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}
     if image is not None and missing:
         wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
@@ -276,30 +264,27 @@ def packs_for(
         with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
 
             def one(source: PackSource) -> Pack:
-                directory = entry_dir(store_dir, "packs", source.key)
-                pack = load(directory, source.key)
-                if pack is not None:
-                    touch(directory)
-                    return pack
-                with locked(directory):
-                    pack = load(directory, source.key)  # another build may have stored it meanwhile
-                    if pack is not None:
-                        return pack
-                    if directory.exists():
-                        log(f"  cached pack of {source.dist.pin} failed its check; building it again")
-                        discard(directory)
-                    job = (spec, source, directory, work, installed.get(source.dist.name))
-                    if job[-1] is None:
-                        job = (*job[:-1], source.wheel or fetch_one(source.dist, cache, lock_dir, progress=progress))
-                    failure = build_and_store(*job) if processes is None else processes.submit(
-                        build_and_store, *job).result()
+                entry = Entry(store_dir, "packs", source.key)
+                built = []
+
+                def make(temporary: Path) -> None:
+                    made = installed.get(source.dist.name) or source.wheel or fetch_one(
+                        source.dist, cache, lock_dir, progress=progress)
+                    job = (spec, source, temporary, work, made)
+                    failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
                     if failure is not None:
                         raise LambdaBuildError(*failure)
-                    pack = load(directory, source.key)
-                    if pack is None:
-                        raise LambdaBuildError(f"{source.dist.pin}: the pack just stored in {directory} cannot be "
-                                               "read back", "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)")
-                    return dataclasses.replace(pack, reused=False)
+                    built.append(True)
+
+                def damaged() -> None:
+                    log(f"  cached pack of {source.dist.pin} failed its check; building it again")
+
+                try:
+                    pack = entry.get(lambda path: load(path, source.key), make, damaged)
+                except OSError as exc:
+                    raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
+                                           "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
+                return dataclasses.replace(pack, reused=False) if built else pack
 
             futures = {s.key: jobs.submit(one, s) for s in order}
             return [futures[s.key].result() for s in sources]
@@ -321,11 +306,11 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def build_and_store(
+def build_into(
     spec: PackSpec, source: PackSource, directory: Path, work: Path, made: Path | Installed
 ) -> tuple[str, str | None] | None:
-    """Build one pack (from a wheel, or from what the image installed) and store it; (problem, fix) of a
-    refusal instead of raising it (it may cross processes)."""
+    """Build one pack (from a wheel, or from what the image installed) into ``directory``; (problem, fix) of
+    a refusal instead of raising it (it may cross processes)."""
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as deflaters:
             if isinstance(made, Installed):
@@ -333,7 +318,7 @@ def build_and_store(
                                       deflaters)
             else:
                 pack = pack_from_wheel(spec, source.dist, source.key, made, source.how, deflaters, work)
-            store(directory, pack)
+            write(directory, pack)
     except LambdaBuildError as exc:
         return exc.problem, exc.fix
     return None

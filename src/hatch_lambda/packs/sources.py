@@ -20,8 +20,9 @@ from pathlib import Path
 
 from hatch_lambda.config import LambdaConfig
 from hatch_lambda.fetch.builds import Wheel, git_build, host_build
-from hatch_lambda.fetch.files import fetch_all, fetch_one, file_sha256
+from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.fetch.sdists import sdist_wheels
+from hatch_lambda.hashing import file_sha256
 from hatch_lambda.lockfile.resolve import Distribution, Resolution
 from hatch_lambda.packs.pack import PackSpec, pack_key
 
