@@ -23,6 +23,7 @@ from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
 from hatch_lambda.checks.runtime_extra import runtime_extra
 from hatch_lambda.checks.smoke import smoke_check
 from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig
+from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan, plan
 from hatch_lambda.lockfile.resolve import Resolution
 from hatch_lambda.packs.image import image_installer
@@ -69,14 +70,16 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
+    # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
+    ctx = BuildContext(cache_dir(), scratch / "store" if no_cache else cache_dir(), scratch, log, warn)
     try:
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.
             zips = merge_zips([_zips(config, part, {f.name: function_files[f.name] for f in part.functions},
-                                     scratch / f"root-{number}", no_cache, log)
+                                     ctx.within(f"root-{number}"))
                                for number, part in enumerate(closures.split())])
         else:
-            zips = _zips(config, closures, function_files, scratch, no_cache, log)
+            zips = _zips(config, closures, function_files, ctx)
         pruned = zips.pruned
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
@@ -93,7 +96,7 @@ def build(
         )
         if config.smoke_import:
             smoke_check(config, written, log)
-        proofs = _prove(config, closures, written, scratch, log, warn)
+        proofs = _prove(config, closures, written, ctx)
         _summary(checks, config, log)
         manifest = scratch / MANIFEST
         claimed.lock_output()
@@ -114,37 +117,27 @@ def build(
         claimed.release()
 
 
-def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], scratch: Path,
-          no_cache: bool, log: Log) -> Zips:
-    """Every distribution as a pack (built or read from the cache), and the zips assembled from them.
-
-    Without the cache (``-c``, ``HATCH_LAMBDA_NO_CACHE``) packs and layers go to a
-    throw-away store in the scratch directory: the same path, nothing reused.
-    """
-    scratch.mkdir(parents=True, exist_ok=True)
+def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], ctx: BuildContext) -> Zips:
+    """Every distribution as a pack (built or read from the cache), and the zips assembled from them."""
+    ctx.scratch.mkdir(parents=True, exist_ok=True)
     spec = PackSpec.of(config)
-    store_dir = scratch / "store" if no_cache else cache_dir()
-    work = scratch / "work"
-    image_id, install = image_installer(config, work, log) if config.installer == "docker" else (None, None)
-    sources = pack_sources(config, spec, closures.resolution, cache_dir(), work, log, image_id=image_id)
+    image_id, install = image_installer(config, ctx.work, ctx.log) if config.installer == "docker" else (None, None)
+    sources = pack_sources(config, spec, closures.resolution, ctx, image_id=image_id)
     lock_dir = closures.resolution.lock_path.parent
-
-    def packs():
-        return packs_for(spec, sources, store_dir, cache_dir(), work / "packs", lock_dir, image=install, log=log)
-
-    return assemble(config, closures, sources, packs, function_files, scratch, store_dir, log, cached=not no_cache)
+    return assemble(config, closures, sources, lambda: packs_for(spec, sources, ctx, lock_dir, image=install),
+                    function_files, ctx)
 
 
-def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], scratch: Path, log: Log,
-           warn: Log) -> dict[str, Proof]:
+def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], ctx: BuildContext) -> dict[str, Proof]:
     """Every handler a function names, imported from the zips just written (see :mod:`.handlers`)."""
     if not any(f.handler for f in config.functions):
         return {}
     by_name = {item.path.name: item.path for item in written}
     layer = by_name.get("layer.zip")
     jobs = [HandlerJob(f, by_name[_zip_name(config, f)], layer) for f in config.functions]
-    extra = runtime_extra(config, closures, scratch, log)
-    proofs = prove_handlers(jobs, config.target, image=config.image_name, runtime_extra=extra, log=log, warn=warn)
+    extra = runtime_extra(config, closures, ctx)
+    proofs = prove_handlers(jobs, config.target, image=config.image_name, runtime_extra=extra, log=ctx.log,
+                            warn=ctx.warn)
     return {proof.function: proof for proof in proofs}
 
 

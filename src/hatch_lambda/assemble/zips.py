@@ -36,6 +36,7 @@ from hatch_lambda.assemble.layer_cache import (
     store_layer,
 )
 from hatch_lambda.config import LAYER, LambdaConfig
+from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.checks import check_no_overlap
 from hatch_lambda.packs.pack import Pack
@@ -64,16 +65,10 @@ def assemble(
     sources: list[PackSource],
     packs: Callable[[], list[Pack]],
     function_files: dict[str, list[Entry]],
-    scratch: Path,
-    store_dir: Path,
-    log: Log,
-    *,
-    cached: bool = True,
+    ctx: BuildContext,
 ) -> Zips:
-    """The target's zips in ``scratch``; ``packs`` gives every source's pack (only called when needed).
-
-    ``cached``: ``store_dir`` is the cache (else a throw-away store, and nothing is said of reuse).
-    """
+    """The target's zips in the scratch directory; ``packs`` gives every source's pack (only called when needed)."""
+    scratch, store_dir, log, cached = ctx.scratch, ctx.store, ctx.log, ctx.cached
     written: list[WrittenZip] = []
     checks: list[SizeCheck] = []
     if config.kind == LAYER:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import write_tree
 from hatch_lambda.assemble.zips import merge
-from hatch_lambda.cache.store import cache_dir
 from hatch_lambda.config import LambdaConfig
+from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.pack import PackSpec, packs_for
 from hatch_lambda.packs.sources import pack_sources
@@ -23,15 +23,16 @@ from hatch_lambda.packs.sources import pack_sources
 Log = Callable[[str], None]
 
 
-def runtime_extra(config: LambdaConfig, closures: Plan, scratch: Path, log: Log) -> Path | None:
+def runtime_extra(config: LambdaConfig, closures: Plan, ctx: BuildContext) -> Path | None:
     """A directory holding ``closures.provided``, or None when nothing was left out."""
     if not closures.provided:
         return None
     provided = dataclasses.replace(closures.resolution, distributions=closures.provided)
     spec = dataclasses.replace(PackSpec.of(config), strip=False, strip_patterns=(), keep_patterns=())
-    work = scratch / "runtime-work"
-    sources = pack_sources(config, spec, provided, cache_dir(), work, log)
-    packs = packs_for(spec, sources, cache_dir(), cache_dir(), work / "packs", provided.lock_path.parent, log=log)
-    root = scratch / "runtime-extra"
+    # Kept with the build's other packs (unstripped ones have keys of their own).
+    own = ctx.within("runtime-work")
+    sources = pack_sources(config, spec, provided, own)
+    packs = packs_for(spec, sources, own, provided.lock_path.parent)
+    root = ctx.scratch / "runtime-extra"
     write_tree(merge(packs), root)
     return root

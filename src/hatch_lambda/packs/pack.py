@@ -42,6 +42,7 @@ from hatch_lambda.cache.store import (
     key_of,
 )
 from hatch_lambda.config import LambdaConfig
+from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.fetch.files import fetch_one, progress_for
@@ -228,21 +229,19 @@ ImageInstall = Callable[[list[tuple["PackSource", Path]]], dict[str, Installed]]
 def packs_for(
     spec: PackSpec,
     sources: list[PackSource],
-    store_dir: Path,
-    cache: Path,
-    work: Path,
+    ctx: BuildContext,
     lock_dir: Path,
     *,
     image: ImageInstall | None = None,
-    log: Log = lambda message: None,
 ) -> list[Pack]:
-    """Every source's pack, in the sources' order: read from ``store_dir``, or built and stored there.
+    """Every source's pack, in the sources' order: read from the build's store, or built and stored there.
 
-    Downloads go to ``cache``. Two or more packs to build are built in worker
+    Downloads go to the cache. Two or more packs to build are built in worker
     processes (one per core), since unpacking a wheel is mostly Python code that
     holds the GIL; each worker deflates on threads as well. With ``image``, the
     missing packs' wheels are installed in the Lambda image first, all at once.
     """
+    store_dir, cache, work, log = ctx.store, ctx.cache, ctx.work / "packs", ctx.log
     workers = os.cpu_count() or 1
     missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}

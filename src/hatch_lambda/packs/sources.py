@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.config import LambdaConfig
+from hatch_lambda.context import BuildContext
 from hatch_lambda.fetch.builds import Wheel, git_build, host_build
 from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.fetch.sdists import sdist_wheels
@@ -50,10 +51,10 @@ def is_lock_wheel(dist: Distribution) -> bool:
 
 
 def pack_sources(
-    config: LambdaConfig, spec: PackSpec, resolution: Resolution, cache: Path, work: Path, log: Log,
-    *, image_id: str | None = None,
+    config: LambdaConfig, spec: PackSpec, resolution: Resolution, ctx: BuildContext, *, image_id: str | None = None,
 ) -> list[PackSource]:
     """Every distribution's pack source, in name order; what must be built is built now."""
+    cache, work, log = ctx.cache, ctx.work, ctx.log
     lock_dir = resolution.lock_path.parent
     dists = sorted(resolution.distributions, key=lambda d: d.name)
     installer = f"image {image_id}" if image_id else "host"
