@@ -605,7 +605,7 @@ def test_local_file_with_wrong_sha256_is_refused(tmp_path):
 
 def test_exclude_packages_typo_is_an_error(tmp_path):
     """A name in exclude-packages that the lock does not have is refused, not ignored."""
-    from hatch_lambda.config import FAT, LAYER, load_config
+    from hatch_lambda.config.options import FAT, LAYER, load_config
 
     project = copy_fixture("native-app", tmp_path)
     config = load_config(LAYER, {"exclude-packages": ["pyyml"]}, {}, project_name="native-app", requires_python=">=3.11")

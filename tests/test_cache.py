@@ -35,7 +35,7 @@ import hatch_lambda
 from hatch_lambda.assemble.layer_cache import layer_key
 from hatch_lambda.cache import store as cache_module
 from hatch_lambda.cache.store import cache_dir, entries, prune_cache
-from hatch_lambda.config import load_config
+from hatch_lambda.config.options import load_config
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.packs.pack import PackSpec, pack_key
 

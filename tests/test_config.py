@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hatch_lambda.config import (
+from hatch_lambda.config.functions import Function
+from hatch_lambda.config.options import (
     DEFAULT_IMAGE,
     FAT,
     LAYER,
     MAX_UNZIPPED_MB,
     MAX_ZIPPED_MB,
-    Function,
     load_config,
 )
 from hatch_lambda.errors import LambdaBuildError

@@ -114,7 +114,7 @@ def test_a_copy_another_distribution_names_stays(tmp_path, libz):
 @pytest.mark.parametrize("strip", [True, False])
 def test_strip_false_keeps_every_copy(tmp_path, libz, strip):
     from hatch_lambda.assemble.zips import checked
-    from hatch_lambda.config import LAYER, load_config
+    from hatch_lambda.config.options import LAYER, load_config
     from hatch_lambda.lockfile.resolve import Distribution
     from hatch_lambda.packs.sources import PackSource
 

@@ -20,7 +20,7 @@ from conftest import copy_fixture, fixture_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hatch_lambda.config import _KEYS, FAT, LAYER, LambdaConfig, load_config
+from hatch_lambda.config.options import _KEYS, FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_lock
 from hatch_lambda.lockfile.resolve import Resolution, resolve

@@ -6,7 +6,7 @@ import pytest
 from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
 
 from hatch_lambda.assemble.archive import Entry
-from hatch_lambda.config import load_config
+from hatch_lambda.config.options import load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.plugin.secrets import filter_secrets
 

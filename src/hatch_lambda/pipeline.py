@@ -22,7 +22,8 @@ from hatch_lambda.cache.store import cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
 from hatch_lambda.checks.runtime_extra import runtime_extra
 from hatch_lambda.checks.smoke import smoke_check
-from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig
+from hatch_lambda.config.functions import Function
+from hatch_lambda.config.options import FAT, LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan, plan
 from hatch_lambda.lockfile.resolve import Resolution

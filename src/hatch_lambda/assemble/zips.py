@@ -35,7 +35,7 @@ from hatch_lambda.assemble.layer_cache import (
     layer_key,
     store_layer,
 )
-from hatch_lambda.config import LAYER, LambdaConfig
+from hatch_lambda.config.options import LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.checks import check_no_overlap

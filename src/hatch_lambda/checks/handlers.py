@@ -30,7 +30,7 @@ from pathlib import Path
 
 from hatch_lambda.checks.artifacts import Artifact
 from hatch_lambda.checks.smoke import MARK, lay_out
-from hatch_lambda.config import Function
+from hatch_lambda.config.functions import Function
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.interpreters import (
     RUNTIME_EXTRA,

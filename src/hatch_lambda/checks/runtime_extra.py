@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import write_tree
 from hatch_lambda.assemble.zips import merge
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.pack import PackSpec, packs_for

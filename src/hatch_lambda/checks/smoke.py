@@ -175,7 +175,7 @@ def failure_error(results: list[SmokeResult]) -> LambdaBuildError | None:
 
 def smoke_check(config, written, log: Log) -> None:
     """The build's ``smoke-import = true``: the layer zip, or every fat zip, must import."""
-    from hatch_lambda.config import FAT
+    from hatch_lambda.config.options import FAT
 
     artifacts = [
         Artifact(item.path, "function-fat" if config.kind == FAT else "layer", None)

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.config import ARCH_ENV, FAT, LAYER, PYTHON_ENV
+from hatch_lambda.config.options import ARCH_ENV, FAT, LAYER, PYTHON_ENV
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import check_arch, check_python

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel, host_build
 from hatch_lambda.lockfile.resolve import Distribution

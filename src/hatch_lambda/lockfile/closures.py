@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from hatch_lambda.config import FAT, LambdaConfig
+from hatch_lambda.config.options import FAT, LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.resolve import Distribution, Resolution, resolve

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.hashing import file_sha256

@@ -41,7 +41,7 @@ from hatch_lambda.cache.entry import Entry
 from hatch_lambda.cache.store import (
     key_of,
 )
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.fetch.builds import Wheel, git_build, host_build
 from hatch_lambda.fetch.files import fetch_all, fetch_one

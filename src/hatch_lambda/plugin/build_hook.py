@@ -15,7 +15,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-from hatch_lambda.config import FAT, LAYER
+from hatch_lambda.config.options import FAT, LAYER
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.plugin.builders import LambdaFatBuilder, LambdaLayerBuilder
 from hatch_lambda.plugin.nesting import is_nested

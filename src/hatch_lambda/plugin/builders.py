@@ -19,7 +19,8 @@ from hatchling.builders.wheel import WheelBuilder
 
 from hatch_lambda.assemble.archive import Entry
 from hatch_lambda.assemble.manifest import MANIFEST, read_manifest, write_manifest
-from hatch_lambda.config import FAT, LAYER, Function, LambdaConfig, load_config
+from hatch_lambda.config.functions import Function
+from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_toml
 from hatch_lambda.pipeline import build

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.config import LambdaConfig
+from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.errors import LambdaBuildError
 
 Log = Callable[[str], None]

@@ -177,7 +177,7 @@ def interpreter(target: Target, *, runner: str = "auto", image: str | None = Non
     if executable is not None:
         yield HostPython(executable, target.python)
         return
-    from hatch_lambda.config import DEFAULT_IMAGE
+    from hatch_lambda.config.options import DEFAULT_IMAGE
     from hatch_lambda.runtime.docker import connect, ensure_image
 
     image = (image or DEFAULT_IMAGE).format(python=target.python, arch=target.arch)
