@@ -16,7 +16,18 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import Entry, WrittenZip
 from hatch_lambda.assemble.audit import MB, SizeCheck, check_sizes, enforce
-from hatch_lambda.assemble.manifest import MANIFEST, read_manifest, write_manifest
+from hatch_lambda.assemble.manifest import (
+    MANIFEST,
+    ArtifactEntry,
+    AuditFacts,
+    FunctionEntry,
+    LayerEntry,
+    LockedDistribution,
+    LockFacts,
+    Manifest,
+    Section,
+    Stripped,
+)
 from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
 from hatch_lambda.cache.store import cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
@@ -101,12 +112,9 @@ def build(
         _summary(checks, config, log)
         manifest = scratch / MANIFEST
         claimed.lock_output()
-        sections = read_manifest(out_dir)
-        sections[config.kind] = _manifest(config, closures, written, pruned, proofs)
-        sections[config.kind]["contents"] = zips.contents
-        findings = [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]
-        sections[config.kind]["audit"] = {"mode": config.audit, "findings": findings}
-        write_manifest(manifest, sections)
+        document = Manifest.read(out_dir)
+        document.sections[config.kind] = _section(config, closures, zips, proofs)
+        document.write(manifest)
         final = []
         for item in written:
             destination = out_dir / item.path.name
@@ -158,76 +166,40 @@ def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
             f"  {_size(check.unzipped):>8} unzipped of {config.max_unzipped_mb:g} MB")
 
 
-def _manifest(config: LambdaConfig, closures: Plan, written: list[WrittenZip], pruned: PruneReport,
-              proofs: dict[str, Proof]) -> dict:
-    resolution = closures.resolution
-    distributions = [
-        {
-            "name": dist.name,
-            "version": dist.version,
-            "source": dist.source_kind,
-            "file": dist.file.filename if dist.file else None,
-        }
-        for dist in resolution.distributions
-    ]
-    artifacts = []
-    by_name = {}
-    for item in written:
-        name = item.path.name
-        if config.kind == FAT:
-            kind = "function-fat"
-        else:
-            kind = "layer" if name == "layer.zip" else "function"
-        by_name[name] = item
-        artifacts.append(
-            {
-                "file": name,
-                "kind": kind,
-                "sha256": item.sha256,
-                "sha256_base64": item.sha256_base64,
-                "zipped_bytes": item.zipped,
-                "unzipped_bytes": item.unzipped,
-                "entries": item.entries,
-            }
-        )
-    target = config.target
+def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str, Proof]) -> Section:
+    """The target's section of manifest.json."""
+    resolution, target = closures.resolution, config.target
+    by_name = {item.path.name: item for item in zips.written}
+
+    def kind(name: str) -> str:
+        return "function-fat" if config.kind == FAT else "layer" if name == "layer.zip" else "function"
+
     functions = {}
     for function, root in zip(config.functions, closures.functions):
         item = by_name[_zip_name(config, function)]
         proof = proofs.get(function.name)
-        # The names Terraform (aws_lambda_function), SAM and the CDK use for the same settings.
-        functions[function.name] = {
-            "filename": item.path.name,
-            "source_code_hash": item.sha256_base64,
-            "handler": function.handler,
-            "runtime": target.runtime,
-            "architectures": [target.arch],
-            "layers": ["layer.zip"] if config.kind == LAYER else [],
-            "package": root.root,
-            "distributions": sorted(root.distributions),
-            "handler_check": proof.method if proof else None,
-        }
-    section = {
-        "python": target.python,
-        "runtime": target.runtime,
-        "arch": target.arch,
-        "layout": config.layout if config.kind == LAYER else "root",
-        "lock": {"file": resolution.lock_path.name, "sha256": resolution.lock_digest},
-        "extras": list(resolution.extras),
-        "groups": list(resolution.groups),
-        "excluded": sorted(config.exclude_packages),
-        "distributions": distributions,
-        "artifacts": artifacts,
-        "functions": functions,
-        "stripped": {"files": pruned.files, "bytes": pruned.bytes, "by_rule": pruned.by_rule},
-    }
-    if config.kind == LAYER:
-        layer = by_name["layer.zip"]
-        # aws_lambda_layer_version's (and AWS::Lambda::LayerVersion's) settings.
-        section["layer"] = {
-            "filename": "layer.zip",
-            "source_code_hash": layer.sha256_base64,
-            "compatible_runtimes": [target.runtime],
-            "compatible_architectures": [target.arch],
-        }
-    return section
+        functions[function.name] = FunctionEntry(
+            item.path.name, item.sha256_base64, function.handler, target.runtime, [target.arch],
+            ["layer.zip"] if config.kind == LAYER else [], root.root, sorted(root.distributions),
+            proof.method if proof else None,
+        )
+    layer = by_name.get("layer.zip")
+    return Section(
+        python=target.python,
+        runtime=target.runtime,
+        arch=target.arch,
+        layout=config.layout if config.kind == LAYER else "root",
+        lock=LockFacts(resolution.lock_path.name, resolution.lock_digest),
+        extras=list(resolution.extras),
+        groups=list(resolution.groups),
+        excluded=sorted(config.exclude_packages),
+        distributions=[LockedDistribution(d.name, d.version, d.source_kind, d.file.filename if d.file else None)
+                       for d in resolution.distributions],
+        artifacts=[ArtifactEntry(item.path.name, kind(item.path.name), item.sha256, item.sha256_base64, item.zipped,
+                                 item.unzipped, item.entries) for item in zips.written],
+        functions=functions,
+        stripped=Stripped(zips.pruned.files, zips.pruned.bytes, dict(zips.pruned.by_rule)),
+        contents=zips.contents,
+        audit=AuditFacts(config.audit, [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]),
+        layer=None if layer is None else LayerEntry("layer.zip", layer.sha256_base64, [target.runtime], [target.arch]),
+    )

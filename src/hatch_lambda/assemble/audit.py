@@ -24,7 +24,6 @@ from hatch_lambda.runtime.target import Target
 ELF_MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 #: ``name.<tag>.so``: the tag of an extension module's file name.
 EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(?P<tag>[^.]+)\.so$")
-AUDITS = ("error", "warn", "off")
 MB = 1 << 20
 
 

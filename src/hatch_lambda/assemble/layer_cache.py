@@ -26,6 +26,7 @@ from hatch_lambda.cache.store import (
     locked,
 )
 from hatch_lambda.hashing import file_sha256
+from hatch_lambda.packs.contents import DistributionContents
 from hatch_lambda.packs.strip import PruneReport
 
 ZIP = "layer.zip"
@@ -38,7 +39,7 @@ class CachedLayer:
     pruned: PruneReport
     largest: list[tuple[str, int]]  # (distribution, bytes), largest first
     findings: tuple[Finding, ...]  # the audit's, whatever the audit mode
-    contents: dict[str, dict]  # the manifest's, by distribution
+    contents: dict[str, DistributionContents]  # the manifest's, by distribution
 
 
 def layer_key(pack_keys: list[str], prefix: str) -> str:
@@ -72,7 +73,8 @@ def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
                 raise ValueError("damaged")
             written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
             return CachedLayer(written, PruneReport(**meta["pruned"]), [(n, size) for n, size in meta["largest"]],
-                               tuple(Finding.from_dict(item) for item in meta["findings"]), dict(meta["contents"]))
+                               tuple(Finding.from_dict(item) for item in meta["findings"]),
+                               {name: DistributionContents.from_json(info) for name, info in meta["contents"].items()})
         except (OSError, KeyError, TypeError, ValueError):
             destination.unlink(missing_ok=True)
             return None
@@ -97,7 +99,7 @@ def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
             "pruned": layer.pruned.as_dict(),
             "largest": layer.largest,
             "findings": [finding.as_dict() for finding in layer.findings],
-            "contents": layer.contents,
+            "contents": {name: info.to_json() for name, info in layer.contents.items()},
         }
         (temporary / META).write_text(json.dumps(meta))
 

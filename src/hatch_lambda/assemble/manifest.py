@@ -1,23 +1,136 @@
-"""``manifest.json``: what a build wrote, one section per target, beside the zips."""
+"""``manifest.json``: what a build wrote, one section per target, beside the zips; typed.
+
+The file is ``{"format": 1, "targets": {"lambda-layer": <Section>, ...}}``.
+Every reader goes through :meth:`Manifest.read` and reads attributes; a
+section of an older build (keys missing) reads with their defaults, and one
+that is not a table at all is left out.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_lambda.jsondata import Json
+from hatch_lambda.packs.contents import DistributionContents
+
 MANIFEST = "manifest.json"
+FORMAT = 1
 
 
-def read_manifest(directory: Path) -> dict[str, dict]:
-    """The sections of ``directory/manifest.json``, one per target (``{}`` if none)."""
-    try:
-        data = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    targets = data.get("targets") if isinstance(data, dict) else None
-    return targets if isinstance(targets, dict) else {}
+@dataclass(frozen=True)
+class LockedDistribution(Json):
+    name: str
+    version: str = ""
+    source: str = ""  # the lock's source kind: registry, url, git, editable, ...
+    file: str | None = None  # the wheel or sdist chosen
 
 
-def write_manifest(path: Path, sections: dict[str, dict]) -> None:
-    """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
-    path.write_text(json.dumps({"format": 1, "targets": sections}, indent=2, sort_keys=True) + "\n")
+@dataclass(frozen=True)
+class ArtifactEntry(Json):
+    file: str
+    kind: str = "function-fat"  # layer, function or function-fat
+    sha256: str = ""
+    sha256_base64: str = ""  # as Terraform's source_code_hash and CloudFormation want it
+    zipped_bytes: int = 0
+    unzipped_bytes: int = 0
+    entries: int = 0
+
+
+@dataclass(frozen=True)
+class FunctionEntry(Json):
+    """A function as Terraform's aws_lambda_function, SAM and the CDK name its settings."""
+
+    filename: str
+    source_code_hash: str = ""
+    handler: str | None = None
+    runtime: str = ""
+    architectures: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    package: str = ""
+    distributions: list[str] = field(default_factory=list)
+    handler_check: str | None = None  # "imported", "imported in IMAGE", "static", or None (no handler)
+
+
+@dataclass(frozen=True)
+class LayerEntry(Json):
+    """The layer as aws_lambda_layer_version and AWS::Lambda::LayerVersion name its settings."""
+
+    filename: str
+    source_code_hash: str = ""
+    compatible_runtimes: list[str] = field(default_factory=list)
+    compatible_architectures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LockFacts(Json):
+    file: str = "uv.lock"
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Stripped(Json):
+    files: int = 0
+    bytes: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditFacts(Json):
+    mode: str = "error"
+    findings: list[dict] = field(default_factory=list)  # Finding.as_dict() of each
+
+
+@dataclass(frozen=True)
+class Section(Json):
+    """One target's part of the manifest."""
+
+    python: str = ""
+    runtime: str = ""
+    arch: str = "x86_64"
+    layout: str = "python"  # "python", "site-packages", or "root" for fat zips
+    lock: LockFacts = field(default_factory=LockFacts)
+    extras: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    distributions: list[LockedDistribution] = field(default_factory=list)
+    artifacts: list[ArtifactEntry] = field(default_factory=list)
+    functions: dict[str, FunctionEntry] = field(default_factory=dict)
+    stripped: Stripped = field(default_factory=Stripped)
+    contents: dict[str, DistributionContents] = field(default_factory=dict)
+    audit: AuditFacts = field(default_factory=AuditFacts)
+    layer: LayerEntry | None = None
+
+    def artifact(self, file: str) -> ArtifactEntry | None:
+        return next((item for item in self.artifacts if item.file == file), None)
+
+    def modules(self) -> set[str]:
+        """The top-level modules the build recorded for its distributions."""
+        return {module for info in self.contents.values() for module in info.modules}
+
+
+@dataclass
+class Manifest:
+    sections: dict[str, Section] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        """``directory/manifest.json`` (empty when it is missing or unreadable)."""
+        try:
+            data = json.loads((directory / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return cls()
+        targets = data.get("targets") if isinstance(data, dict) else None
+        sections = {}
+        for kind, section in (targets.items() if isinstance(targets, dict) else ()):
+            try:
+                sections[kind] = Section.from_json(section)
+            except (ValueError, TypeError, KeyError):
+                continue  # not a section this reader understands
+        return cls(sections)
+
+    def write(self, path: Path) -> None:
+        """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
+        data = {"format": FORMAT, "targets": {kind: section.to_json() for kind, section in self.sections.items()}}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -39,6 +39,7 @@ from hatch_lambda.config.options import LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.checks import check_no_overlap
+from hatch_lambda.packs.contents import DistributionContents
 from hatch_lambda.packs.pack import Pack
 from hatch_lambda.packs.sources import PackSource
 from hatch_lambda.packs.strip import PruneReport
@@ -56,7 +57,7 @@ class Zips:
     largest: list[tuple[str, int]]  # (distribution, bytes), largest first
     pruned: PruneReport
     audit: AuditReport  # findings whatever the audit mode; the caller enforces the mode
-    contents: dict[str, dict]  # the manifest's, by distribution
+    contents: dict[str, DistributionContents]  # the manifest's, by distribution
 
 
 def assemble(
@@ -124,13 +125,11 @@ def without(pack: Pack, paths: set[str]) -> Pack:
     if not paths:
         return pack
     pruned = PruneReport.total([pack.pruned])
-    contents = dict(pack.contents)
     for path in sorted(paths):
-        size = pack.files[path].size
-        pruned.add("duplicate-libraries", path, size)
-        contents["stripped_files"] = contents.get("stripped_files", 0) + 1
-        contents["stripped_bytes"] = contents.get("stripped_bytes", 0) + size
+        pruned.add("duplicate-libraries", path, pack.files[path].size)
     pruned.removed.sort()
+    contents = dataclasses.replace(pack.contents, stripped_files=pack.contents.stripped_files + len(paths),
+                                   stripped_bytes=pack.contents.stripped_bytes + sum(pack.files[p].size for p in paths))
     files = {name: content for name, content in pack.files.items() if name not in paths}
     elf = tuple((path, info) for path, info in pack.elf if path not in paths)
     return dataclasses.replace(pack, files=files, pruned=pruned, elf=elf, contents=contents,
@@ -163,7 +162,7 @@ def merge_zips(parts: list[Zips]) -> Zips:
     pruned = PruneReport.total(part.pruned for part in parts)
     biggest = sorted({item for part in parts for item in part.largest}, key=lambda item: (-item[1], item[0]))
     findings = list(dict.fromkeys(finding for part in parts for finding in part.audit.findings))
-    contents: dict[str, dict] = {}
+    contents: dict[str, DistributionContents] = {}
     for part in parts:
         for name, info in part.contents.items():
             contents.setdefault(name, info)

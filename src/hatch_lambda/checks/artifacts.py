@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.assemble.manifest import read_manifest
+from hatch_lambda.assemble.manifest import Manifest, Section
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target
@@ -26,7 +26,7 @@ TREE_KIND = "tree"
 class Artifact:
     path: Path
     kind: str  # layer, function, function-fat, or tree (an unpacked directory)
-    section: dict | None  # its target's section of manifest.json, when there is one
+    section: Section | None  # its target's section of manifest.json, when there is one
 
     @property
     def is_zip(self) -> bool:
@@ -42,30 +42,24 @@ def _guess_kind(path: Path) -> str:
     return LAYER_KIND if names and all(name.startswith("python/") for name in names) else FAT_KIND
 
 
-def _describe(path: Path, sections: dict[str, dict]) -> Artifact:
-    for section in sections.values():
-        for item in section.get("artifacts", []):
-            if item.get("file") == path.name:
-                return Artifact(path, item.get("kind", FAT_KIND), section)
+def _describe(path: Path, manifest: Manifest) -> Artifact:
+    for section in manifest.sections.values():
+        item = section.artifact(path.name)
+        if item is not None:
+            return Artifact(path, item.kind, section)
     return Artifact(path, _guess_kind(path), None)
 
 
 def find_artifacts(path: Path) -> list[Artifact]:
     """The artifacts PATH stands for, with their manifest sections."""
     if path.is_file():
-        return [_describe(path, read_manifest(path.parent))]
+        return [_describe(path, Manifest.read(path.parent))]
     if path.is_dir():
-        sections = read_manifest(path)
-        if sections:
-            out = []
-            for section in sections.values():
-                for item in section.get("artifacts", []):
-                    zip_path = path / item.get("file", "")
-                    if zip_path.is_file():
-                        out.append(Artifact(zip_path, item.get("kind", FAT_KIND), section))
-            if out:
-                return out
-        return [Artifact(path, TREE_KIND, None)]
+        out = [Artifact(path / item.file, item.kind, section)
+               for section in Manifest.read(path).sections.values()
+               for item in section.artifacts
+               if (path / item.file).is_file()]
+        return out or [Artifact(path, TREE_KIND, None)]
     raise LambdaBuildError(f"{path} does not exist", "give a zip built by hatch-lambda, or its output directory")
 
 
@@ -77,9 +71,9 @@ def add_target_arguments(parser) -> None:
 
 def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Target:
     """The runtime to check against: the options, else the manifest section."""
-    section = artifact.section or {}
-    python = python or section.get("python")
-    arch = arch or section.get("arch") or "x86_64"
+    section = artifact.section
+    python = python or (section.python if section else None)
+    arch = arch or (section.arch if section else None) or "x86_64"
     if not python:
         raise LambdaBuildError(
             f"no manifest.json beside {artifact.path.name} says which Lambda runtime it is for",

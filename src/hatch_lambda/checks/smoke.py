@@ -48,12 +48,6 @@ print(%r + json.dumps(failed))
 
 
 
-def recorded_modules(section: dict | None) -> set[str]:
-    """The top-level modules the build recorded in manifest.json for the artifact's distributions."""
-    contents = (section or {}).get("contents") or {}
-    return {module for info in contents.values() for module in info.get("modules", [])}
-
-
 @dataclass
 class SmokeResult:
     artifact: str
@@ -146,7 +140,7 @@ def smoke_import(
                 root = lay_out(artifact, unpacked, target.python)
                 found = {m for d in dependency_roots(root, target.python) for m in top_level_modules(d)}
                 # a module the build put in but that is gone now is imported too, and fails
-                found = sorted(found | recorded_modules(artifact.section))
+                found = sorted(found | (artifact.section.modules() if artifact.section else set()))
                 result = SmokeResult(artifact.path.name, run.description)
                 result.skipped = [m for m in found if m in skip]
                 result.modules = [m for m in found if m not in skip]

@@ -102,8 +102,7 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
     entries = _entries(artifact)
     names = [name for name, _, _ in entries]
     prefix = _prefix(names, target.python)
-    section = artifact.section or {}
-    recorded = section.get("contents") or {}
+    recorded = artifact.section.contents if artifact.section else {}
     tops = owners_from_manifest(recorded)
     files: dict[str, str] = {}
     if not tops and artifact.is_zip:
@@ -117,14 +116,14 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
         rest = name[len(prefix):] if name.startswith(prefix) else name
         dist = files.get(name) or tops.get(rest.split("/", 1)[0]) or (OTHER if recorded else UNKNOWN)
         owner[name] = dist
-        row = rows.setdefault(dist, Row(dist, recorded.get(dist, {}).get("version", "")))
+        row = rows.setdefault(dist, Row(dist, recorded[dist].version if dist in recorded else ""))
         row.files += 1
         row.unzipped += unzipped
         row.zipped += zipped
     for dist, info in recorded.items():
         if dist in rows:
-            rows[dist].stripped_files = info.get("stripped_files", 0)
-            rows[dist].stripped_bytes = info.get("stripped_bytes", 0)
+            rows[dist].stripped_files = info.stripped_files
+            rows[dist].stripped_bytes = info.stripped_bytes
     report = ArtifactReport(
         artifact.path.name,
         artifact.kind,

@@ -14,8 +14,10 @@ import io
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_lambda.jsondata import Json
 from hatch_lambda.packs.strip import PruneReport
 from hatch_lambda.packs.unpack import StagedTree
 
@@ -38,33 +40,42 @@ def staged_sizes(tree: StagedTree) -> dict[str, int]:
     return out
 
 
-def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> dict[str, dict]:
-    """distribution -> {version, top_level, modules, stripped_files, stripped_bytes} of a staged tree.
+@dataclass(frozen=True)
+class DistributionContents(Json):
+    """What one distribution put in an artifact, as the manifest records it."""
+
+    version: str = ""
+    top_level: list[str] = field(default_factory=list)  # names directly under site-packages
+    modules: list[str] = field(default_factory=list)  # importable top-level modules among them
+    stripped_files: int = 0
+    stripped_bytes: int = 0
+
+
+def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> dict[str, DistributionContents]:
+    """distribution -> what it put in a staged tree, and what stripping removed from it.
 
     ``sizes`` are the files' sizes before stripping (:func:`staged_sizes`).
     """
-    out: dict[str, dict] = {}
-    owner: dict[str, str] = {}
+    owner = {path: dist.name for dist in tree.distributions for path in dist.files}
+    removed: dict[str, list[str]] = {}
+    for path in pruned.removed:
+        if path in owner:
+            removed.setdefault(owner[path], []).append(path)
+    out = {}
     for dist in tree.distributions:
         tops = sorted({path.split("/", 1)[0] for path in dist.files})
         modules = sorted({name for top in tops if (name := module_name(tree.root / top)) is not None})
-        out[dist.name] = {"version": dist.version, "top_level": tops, "modules": modules,
-                          "stripped_files": 0, "stripped_bytes": 0}
-        for path in dist.files:
-            owner[path] = dist.name
-    for path in pruned.removed:
-        name = owner.get(path)
-        if name is not None:
-            out[name]["stripped_files"] += 1
-            out[name]["stripped_bytes"] += sizes.get(path, 0)
+        gone = removed.get(dist.name, [])
+        out[dist.name] = DistributionContents(dist.version, tops, modules, len(gone),
+                                              sum(sizes.get(path, 0) for path in gone))
     return out
 
 
-def owners_from_manifest(section_contents: dict[str, dict]) -> dict[str, str]:
+def owners_from_manifest(section_contents: dict[str, DistributionContents]) -> dict[str, str]:
     """top-level name -> distribution, from a manifest section's ``contents``."""
     out: dict[str, str] = {}
     for name, info in sorted(section_contents.items()):
-        for top in info.get("top_level", []):
+        for top in info.top_level:
             out.setdefault(top, name)
     return out
 

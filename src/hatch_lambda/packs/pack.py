@@ -47,7 +47,7 @@ from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.fetch.files import fetch_one, progress_for
 from hatch_lambda.lockfile.resolve import Distribution
-from hatch_lambda.packs.contents import contents, staged_sizes
+from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
 from hatch_lambda.packs.elf import ElfInfo
 from hatch_lambda.packs.strip import PruneReport, prune
 from hatch_lambda.packs.unpack import (
@@ -102,7 +102,7 @@ class Pack:
     reused: bool  # read from the cache rather than built now
     record: dict[str, str]  # path the wheel installs -> its RECORD hash (for the overlap check)
     elf: tuple[tuple[str, ElfInfo], ...]  # every ELF object left after stripping, for the audit
-    contents: dict  # the manifest's entry for this distribution (see :mod:`.contents`)
+    contents: DistributionContents  # the manifest's entry for this distribution
     mentions: tuple[str, ...] = ()  # shared-library names its Python files spell out (kept by the duplicate rule)
     wheel: str = ""  # the file name of the wheel it was made from
 
@@ -141,7 +141,8 @@ def load(directory: Path, key: str) -> Pack | None:
         pruned = PruneReport(**index["pruned"])
         elf = tuple((path, ElfInfo.from_dict(info)) for path, info in index["elf"])
         return Pack(key, index["name"], index["version"], files, pruned, index["installed_bytes"], True,
-                    dict(index["record"]), elf, index["contents"], tuple(index["mentions"]), index["wheel"])
+                    dict(index["record"]), elf, DistributionContents.from_json(index["contents"]),
+                    tuple(index["mentions"]), index["wheel"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -168,7 +169,7 @@ def write(directory: Path, pack: Pack) -> None:
         "files": rows,
         "record": pack.record,
         "elf": [[path, info.as_dict()] for path, info in pack.elf],
-        "contents": pack.contents,
+        "contents": pack.contents.to_json(),
         "mentions": list(pack.mentions),
     }
     (directory / INDEX).write_text(json.dumps(index, separators=(",", ":")))

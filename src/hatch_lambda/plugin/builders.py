@@ -18,7 +18,7 @@ from hatchling.builders.plugin.interface import BuilderInterface
 from hatchling.builders.wheel import WheelBuilder
 
 from hatch_lambda.assemble.archive import Entry
-from hatch_lambda.assemble.manifest import MANIFEST, read_manifest, write_manifest
+from hatch_lambda.assemble.manifest import MANIFEST, Manifest
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
@@ -73,15 +73,15 @@ class _LambdaBuilder(BuilderInterface):
 
     def clean(self, directory: str, versions: list[str]) -> None:
         """Remove the zips a previous build of this target wrote, and its manifest section."""
-        sections = read_manifest(Path(directory))
-        section = sections.pop(self.KIND, None)
+        document = Manifest.read(Path(directory))
+        section = document.sections.pop(self.KIND, None)
         if section is None:
             return
-        for artifact in section.get("artifacts", []):
-            Path(directory, Path(artifact["file"]).name).unlink(missing_ok=True)
+        for artifact in section.artifacts:
+            Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
         manifest = Path(directory, MANIFEST)
-        if sections:
-            write_manifest(manifest, sections)
+        if document.sections:
+            document.write(manifest)
         else:
             manifest.unlink()
 
