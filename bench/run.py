@@ -144,7 +144,7 @@ def python312() -> str | None:
         from buildutil import find_python
 
         return find_python("3.12")
-    except BaseException:  # the tests' helper skips when there is none
+    except BaseException:  # noqa: BLE001 - the tests' helper skips when there is none
         return None
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from uvexport import Selection
 
 from hatch_lambda.lockfile.file import Lock, read_lock
 from hatch_lambda.lockfile.workspace import workspace_members
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target
+from uvexport import Selection
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fixtures" / "corpus"

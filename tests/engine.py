@@ -38,6 +38,7 @@ with ``chroot``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -593,10 +594,8 @@ def _wait_gone(pids: list[int], proc: subprocess.Popen | None, timeout: float) -
 
 def _signal(pids: list[int], sig: int) -> None:
     for p in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, sig)
-        except ProcessLookupError:
-            pass
 
 
 # --------------------------------------------------------------------------
@@ -672,7 +671,7 @@ class Engine:
         return path
 
     @classmethod
-    def load(cls, workdir: Path) -> "Engine":
+    def load(cls, workdir: Path) -> Engine:
         state = json.loads((Path(workdir) / ENGINE_STATE).read_text())
         return cls(
             base_url=state["base_url"],
@@ -929,10 +928,8 @@ def _source_date_epoch(root: Path) -> int:
     newest = 0
     for lib in (root / "usr/lib").glob("python3*"):
         for path in lib.rglob("*.py"):
-            try:
+            with contextlib.suppress(OSError):
                 newest = max(newest, int(path.lstat().st_mtime))
-            except OSError:
-                pass
     return newest or 0
 
 
@@ -1370,10 +1367,8 @@ def run_in_rootfs(
             _unmount_all(mounted)
         finally:
             for directory in made:
-                try:
+                with contextlib.suppress(OSError):
                     directory.rmdir()
-                except OSError:
-                    pass
     if check and proc.returncode != 0:
         raise EngineError(
             f"{' '.join(map(str, argv))} in {root} exited {proc.returncode}:\n"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+
 from buildutil import (
     LAYER,
     NATIVE_EXPECTED,

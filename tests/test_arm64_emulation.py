@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import _load_engine_module, note
 
 eng = _load_engine_module()

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from buildutil import session_cache
 
+from buildutil import session_cache
 from hatch_lambda.assemble.audit import (
     MB,
     SizeCheck,
@@ -100,7 +100,7 @@ def new_glibc_object(tmp_path_factory) -> Path:
 
 
 def test_read_elf_reports_the_highest_glibc_needed(new_glibc_object):
-    machine, glibc = read_elf(new_glibc_object)
+    _machine, glibc = read_elf(new_glibc_object)
     assert glibc == (2, 36)
 
 

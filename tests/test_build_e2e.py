@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     FAT,
     LAYER,
@@ -56,7 +57,6 @@ pytestmark = pytest.mark.network
 on_x86_64 = pytest.mark.skipif(
     platform.machine() != "x86_64", reason="runs x86_64 Linux wheels on this machine's interpreter"
 )
-
 
 
 # --------------------------------------------------------------------------
@@ -413,7 +413,7 @@ def test_spectra_manifest(spectra):
         locked.setdefault(package["name"], set()).add(package["version"])
     import hashlib
 
-    for kind, section in data["targets"].items():
+    for section in data["targets"].values():
         assert section["python"] == "3.12"
         assert section["runtime"] == "python3.12"
         assert section["arch"] == "x86_64"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import re
 import shutil
 import stat
 import tarfile
@@ -20,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     FAT,
     LAYER,
@@ -35,7 +37,6 @@ from buildutil import (
     manifest,
     target_table,
 )
-
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.lockfile.resolve import Distribution, resolve
@@ -46,7 +47,6 @@ from hatch_lambda.runtime.target import Target
 ROOT = Path(__file__).resolve().parent.parent
 T_LAYER = "[tool.hatch.build.targets.lambda-layer]"
 T_FAT = "[tool.hatch.build.targets.lambda-fat]"
-
 
 
 @pytest.fixture(scope="module")
@@ -480,7 +480,7 @@ class _Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests.append(self.path)
                 body = outer.files.get(self.path.lstrip("/"))
                 if body is None:
@@ -581,7 +581,7 @@ def test_download_failures_are_collected(tmp_path, no_proxy):
 
 def test_lock_without_hash_is_refused(tmp_path):
     dist = _dist(url="http://127.0.0.1:9/demo-1.0-py3-none-any.whl", sha256=None)
-    with pytest.raises(LambdaBuildError, match="uv.lock has no sha256 for demo-1.0-py3-none-any.whl"):
+    with pytest.raises(LambdaBuildError, match=re.escape("uv.lock has no sha256 for demo-1.0-py3-none-any.whl")):
         fetch_one(dist, tmp_path / "cache", tmp_path)
 
 
@@ -600,7 +600,6 @@ def test_local_file_with_wrong_sha256_is_refused(tmp_path):
         kind="wheel", filename=local.name, path="vendor/demo-1.0-py3-none-any.whl",
         sha256=hashlib.sha256(WHEEL_BYTES).hexdigest()))
     assert fetch_one(good, tmp_path / "cache", tmp_path) == local
-
 
 
 def test_exclude_packages_typo_is_an_error(tmp_path):

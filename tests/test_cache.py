@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import hatch_lambda
 from buildutil import (
     FAT,
     LAYER,
@@ -30,8 +32,6 @@ from buildutil import (
     manifest,
     uv_command,
 )
-
-import hatch_lambda
 from hatch_lambda.assemble.layer_cache import layer_key
 from hatch_lambda.cache import store as cache_module
 from hatch_lambda.cache.store import cache_dir, entries, prune_cache

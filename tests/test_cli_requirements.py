@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import copy_fixture, fixture_path, run_cli, sha, write_project
 
+from conftest import copy_fixture, fixture_path, run_cli, sha, write_project
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build
 from wheelserver import (
     WheelServer,
@@ -24,7 +25,6 @@ from wheelserver import (
 pytestmark = pytest.mark.network
 
 PROJECTS = ("native-app", "markers-app")
-
 
 
 def test_concurrent_builds_share_one_cache(tmp_path, cache):
@@ -55,7 +55,7 @@ def test_concurrent_builds_share_one_cache(tmp_path, cache):
             for _, project in runs
         ]
         outputs = [process.communicate(timeout=900)[0] for process in processes]
-    for (name, project), process, output in zip(runs, processes, outputs):
+    for (name, project), process, output in zip(runs, processes, outputs, strict=True):
         assert process.returncode == 0, f"{name} in {project} failed:\n{output}"
         assert digests(project / OUT) == references[name], f"{project}: artifacts differ from a build alone"
         assert not list((project / OUT).glob(".hatch-lambda-*"))

@@ -6,7 +6,6 @@ import pytest
 
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import (
-    DEFAULT_IMAGE,
     FAT,
     LAYER,
     MAX_UNZIPPED_MB,
@@ -14,6 +13,7 @@ from hatch_lambda.config.options import (
     load_config,
 )
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.runtimes import DEFAULT_IMAGE
 from hatch_lambda.runtime.target import Target
 
 T_LAYER = "[tool.hatch.build.targets.lambda-layer]"

@@ -14,15 +14,15 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from corpus import CORPUS, case_ids, cases, projects
-from uvexport import exported_pins, identity
 
+from corpus import CORPUS, case_ids, cases, projects
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import Lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.lockfile.wheels import NoFileError
 from hatch_lambda.runtime.target import Target
+from uvexport import exported_pins, identity
 
 
 @cache

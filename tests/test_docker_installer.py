@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     LAYER,
     NATIVE_EXPECTED,
@@ -41,7 +42,6 @@ from dockerutil import (
     unreachable,
     use_docker,
 )
-
 from hatch_lambda.packs.elf import read_elf
 
 pytestmark = [
@@ -91,7 +91,6 @@ def run_handlers(build, fixture: str, directory: Path) -> None:
         assert run.loaded[module].startswith(str(root.task))
         for name in from_layer:
             assert run.loaded[name].startswith(str(root.opt / "python")), (name, run.loaded.get(name))
-
 
 
 @pytest.fixture(scope="module")

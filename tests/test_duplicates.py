@@ -66,7 +66,7 @@ def test_copies_not_named_after_the_soname_go(tmp_path, libz):
     assert sorted(kept.files) == ["pkg/__init__.py", f"pkg/{soname}"]
     assert kept.pruned.by_rule["duplicate-libraries"] == 2 * library.stat().st_size
     assert kept.pruned.removed == ["pkg/libz.so", f"pkg/{soname}.9.9"]
-    assert kept.contents["stripped_files"] == 2 and kept.installed_bytes == packed.installed_bytes - 2 * (
+    assert kept.contents.stripped_files == 2 and kept.installed_bytes == packed.installed_bytes - 2 * (
         library.stat().st_size)
 
 

@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     BUILD_TIMEOUT,
     FAT,
@@ -34,8 +35,7 @@ from buildutil import (
     uv_command,
     zip_files,
 )
-
-from hatch_lambda.plugin.nesting import NESTED_ENV
+from hatch_lambda.nesting import NESTED_ENV
 
 pytestmark = pytest.mark.network
 
@@ -43,7 +43,6 @@ FIXTURE = "markers-app"  # pure-Python wheels only: fast, and its CPU shows in w
 HOOK_TABLE = "[tool.hatch.build.targets.wheel.hooks.lambda]"
 WHEEL = "markers_app-0.1.0-py3-none-any.whl"
 SDIST = "markers_app-0.1.0.tar.gz"
-
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ then called from the unzipped artifacts the way Lambda lays them out.
 from __future__ import annotations
 
 import pytest
+
 from buildutil import (
     FAT,
     LAYER,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import copy_fixture, fixture_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import copy_fixture, fixture_path
 from hatch_lambda.config.options import _KEYS, FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_lock

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+
 from buildutil import (
     LAYER,
     assert_failed_cleanly,
@@ -25,7 +26,6 @@ from buildutil import (
     manifest,
     uv_lock,
 )
-
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import parse_git_source
 from hatch_lambda.lockfile.resolve import resolve
@@ -147,7 +147,7 @@ def locked_project(tmp_path, repository) -> tuple[Path, Path, str]:
 
 
 def test_git_sources_resolve_to_the_locked_commits(locked_project):
-    project, repo, first = locked_project
+    project, _repo, first = locked_project
     resolution = resolve(project, Target("3.11"))
     git_dists = {d.name: d for d in resolution.distributions if d.source_kind == "git"}
     assert sorted(git_dists) == ["moving", "pinned-alias", "tagged"]
@@ -160,7 +160,7 @@ def test_git_sources_resolve_to_the_locked_commits(locked_project):
 
 @pytest.mark.network
 def test_git_dependencies_in_a_layer(locked_project, cache, tmp_path):
-    project, repo, first = locked_project
+    project, repo, _first = locked_project
     private = tmp_path / "cache"
     shutil.copytree(cache / "files", private / "files") if (cache / "files").is_dir() else private.mkdir()
     build = hatchling_build(project, LAYER, cache=private)

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     LAYER,
     OUT,
@@ -36,7 +37,6 @@ from test_build_errors import rebuild_fails
 from wheelserver import WheelServer, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network  # the projects' build requirements come from the index
-
 
 
 def outside(root: Path, project: Path) -> dict[str, str]:
@@ -245,7 +245,7 @@ SERVED = {
 @pytest.mark.parametrize("case", sorted(SERVED))
 def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, cache, case):
     from hatch_lambda.lockfile.resolve import resolve
-    from hatch_lambda.packs.sources import is_lock_wheel
+    from hatch_lambda.packs.sources import lock_wheel
     from hatch_lambda.runtime.target import Target
 
     make, needles = SERVED[case]
@@ -266,7 +266,7 @@ def test_hostile_wheels_from_an_index_are_refused_on_the_cached_path(tmp_path, c
         resolution = resolve(project, Target("3.11"))
         assert {d.source_kind for d in resolution.distributions} == {"url"}
         # wheels the lock names by digest: their packs are looked up in the cache before any download
-        assert all(is_lock_wheel(d) for d in resolution.distributions)
+        assert all(lock_wheel(d) for d in resolution.distributions)
         temp = tmp_path / "tmp"
         temp.mkdir()
         before = outside(tmp_path, project)

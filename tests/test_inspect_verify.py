@@ -13,9 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from buildutil import FAT, LAYER, OUT, copy_fixture, hatchling_build, manifest
 from conftest import run_cli
-
 from hatch_lambda.fetch.files import fetch_one
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.packs.contents import top_level_modules
@@ -24,7 +24,6 @@ from hatch_lambda.runtime.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE_DISTS = {"pyyaml", "markupsafe", "orjson"}
-
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +109,7 @@ def test_inspect_without_a_manifest_reads_the_dist_info(built, tmp_path):
     assert "no manifest.json beside layer.zip says which Lambda runtime it is for" in result.stderr
     assert "fix: give --python" in result.stderr
     code, data = inspect_json(alone, "--python", "3.11")
+    assert code == 0  # the audit finds nothing wrong
     [report] = data["artifacts"]
     rows = {row["name"]: row for row in report["distributions"]}
     # orjson and markupsafe are named like their packages; pyyaml's "yaml" and "_yaml" are not

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from buildutil import (
     LAYER,
     OUT,
@@ -47,7 +48,6 @@ pytestmark = pytest.mark.network  # build requirements and the first downloads c
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 WAIT = 300  # seconds a stage may take to show up, or a signalled build to exit
 ORPHAN_WAIT = 30  # seconds for the output of a build that has exited to end
-
 
 
 def artifacts(project: Path) -> dict[str, str]:

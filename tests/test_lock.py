@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
-from conftest import copy_fixture, fixture_path, sha, write_project
 
+from conftest import copy_fixture, fixture_path, sha, write_project
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.resolve import resolve
@@ -790,7 +791,7 @@ def test_lock_search_stops_at_the_repository_root(tmp_path):
     inner = tmp_path / "outer" / "inner"
     inner.mkdir()
     (inner / ".git").mkdir()
-    with pytest.raises(LambdaBuildError, match="no uv.lock"):
+    with pytest.raises(LambdaBuildError, match=re.escape("no uv.lock")):
         find_lock(inner)
 
 
@@ -890,7 +891,7 @@ def test_project_missing_from_the_lock(tmp_path):
 def test_no_pyproject(tmp_path):
     project = write_project(tmp_path / "app", lock(root()))
     (project / "pyproject.toml").unlink()
-    with pytest.raises(LambdaBuildError, match="no pyproject.toml"):
+    with pytest.raises(LambdaBuildError, match=re.escape("no pyproject.toml")):
         resolve(project, T311)
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 
 import pytest
+
 from buildutil import (
     LAYER,
     assert_failed_cleanly,
@@ -18,6 +19,11 @@ from buildutil import (
     hatchling_build,
     manifest,
 )
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.download import RetryPolicy, download
+from hatch_lambda.fetch.files import fetch_one
+from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.lockfile.wheels import LockedFile
 from wheelserver import (
     WheelServer,
     assert_cache_holds_only_verified_files,
@@ -25,12 +31,6 @@ from wheelserver import (
     loopback_env,
     point_lock_at,
 )
-
-from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.fetch.download import RetryPolicy, download
-from hatch_lambda.fetch.files import fetch_one
-from hatch_lambda.lockfile.resolve import Distribution
-from hatch_lambda.lockfile.wheels import LockedFile
 
 NAME = "demo-1.0-py3-none-any.whl"
 BODY = os.urandom(300_000)  # any bytes: the download does not look inside
@@ -150,7 +150,6 @@ def test_stale_partial_downloads_are_swept(tmp_path, server):
     fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=FAST)
     assert not old.exists()  # left by a killed build long ago
     assert fresh.exists()  # may be another build's download in progress
-
 
 
 @pytest.mark.network

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
 
-from hatch_lambda.assemble.archive import Entry
+from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
 from hatch_lambda.config.options import load_config
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.plugin.secrets import filter_secrets
 
 SECRETS = [
@@ -19,7 +19,6 @@ SECRETS = [
     "native_app/id_ed25519.pub",
     "native_app/vendored/.git/config",
 ]
-
 
 
 @pytest.mark.network

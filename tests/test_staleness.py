@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, copy_fixture, uv_command
 
+from conftest import FIXTURES, copy_fixture, uv_command
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
@@ -259,7 +259,7 @@ def test_include_group_cycle(tmp_path):
     pyproject.write_text(
         pyproject.read_text().replace('lint = ["pyflakes>=3.2"]', 'lint = ["pyflakes>=3.2", { include-group = "dev" }]')
     )
-    with pytest.raises(LambdaBuildError, match="dependency group '(dev|lint)' includes itself"):
+    with pytest.raises(LambdaBuildError, match=r"dependency group '(dev|lint)' includes itself"):
         resolve(project, T311)
 
 
@@ -364,7 +364,7 @@ def test_adding_or_removing_a_source(tmp_path, locked_with_source, declared_with
     if locked_with_source == declared_with_source:
         assert resolve(project, T311).names() == ["six"]
     else:
-        with pytest.raises(LambdaBuildError, match="out of date.*six"):
+        with pytest.raises(LambdaBuildError, match=r"out of date.*six"):
             resolve(project, T311)
 
 

@@ -39,7 +39,7 @@ class WheelServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer._serve(self)
 
             def log_message(self, *args):

@@ -7,11 +7,13 @@ releases still read.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, Self, get_type_hints
 
 
 class Json:
     """to_json / from_json for a dataclass of JSON values and of other such dataclasses."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a dataclass
 
     def to_json(self) -> dict:
         out = {}
@@ -21,7 +23,7 @@ class Json:
         return out
 
     @classmethod
-    def from_json(cls, data: Any):
+    def from_json(cls, data: Any) -> Self:
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__}: not a table")
         hints = get_type_hints(cls)
@@ -44,7 +46,7 @@ def _dump(value: Any) -> Any:
 
 def _load(kind: Any, value: Any) -> Any:
     origin = getattr(kind, "__origin__", None)
-    args = getattr(kind, "__args__", ())
+    args: tuple[Any, ...] = getattr(kind, "__args__", ())
     if isinstance(kind, type) and issubclass(kind, Json):
         return kind.from_json(value)
     if origin is dict and len(args) == 2 and isinstance(value, dict):

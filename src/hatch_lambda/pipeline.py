@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import Entry, WrittenZip
+from hatch_lambda.assemble.archive import WrittenZip
 from hatch_lambda.assemble.audit import MB, SizeCheck, check_sizes, enforce
 from hatch_lambda.assemble.manifest import (
     MANIFEST,
@@ -35,16 +35,17 @@ from hatch_lambda.checks.runtime_extra import runtime_extra
 from hatch_lambda.checks.smoke import smoke_check
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig
-from hatch_lambda.context import BuildContext
+from hatch_lambda.context import BuildContext, Log
 from hatch_lambda.lockfile.closures import Plan, plan
 from hatch_lambda.lockfile.resolve import Resolution
+from hatch_lambda.packs.build import packs_for
+from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.packs.image import image_installer
-from hatch_lambda.packs.pack import PackSpec, packs_for
+from hatch_lambda.packs.pack import PackSpec
 from hatch_lambda.packs.sources import pack_sources
 from hatch_lambda.packs.strip import PruneReport
 from hatch_lambda.scratch import Scratch
 
-Log = Callable[[str], None]
 #: The function's files, selected in the project directory its code lives in.
 Code = Callable[[Function, Path], list[Entry]]
 
@@ -78,7 +79,8 @@ def build(
         log(f"  {note}")
     log(f"{config.kind}: {len(resolution.distributions)} distributions from {resolution.lock_path.name} "
         f"for {target.describe()}")
-    function_files = {f.name: code(f, root.directory) for f, root in zip(config.functions, closures.functions)}
+    pairs = zip(config.functions, closures.functions, strict=True)
+    function_files = {f.name: code(f, root.directory) for f, root in pairs}
     out_dir.mkdir(parents=True, exist_ok=True)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
@@ -175,7 +177,7 @@ def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str,
         return "function-fat" if config.kind == FAT else "layer" if name == "layer.zip" else "function"
 
     functions = {}
-    for function, root in zip(config.functions, closures.functions):
+    for function, root in zip(config.functions, closures.functions, strict=True):
         item = by_name[_zip_name(config, function)]
         proof = proofs.get(function.name)
         functions[function.name] = FunctionEntry(

@@ -15,9 +15,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
+fcntl: ModuleType | None
 try:
-    import fcntl
+    import fcntl as _fcntl
+
+    fcntl = _fcntl
 except ImportError:  # not POSIX: fall back to the pid check
     fcntl = None
 
@@ -104,7 +108,7 @@ def is_stale(path: Path) -> bool:
 
 def remove_stale(out_dir: Path) -> list[Path]:
     """Delete the scratch directories in ``out_dir`` that no running build owns; those removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         children = list(out_dir.iterdir())
     except OSError:

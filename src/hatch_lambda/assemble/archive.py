@@ -20,21 +20,9 @@ from functools import partial
 from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp
-from zlib_ng import zlib_ng
 
 from hatch_lambda.hashing import file_sha256
-
-# zlib-ng deflates 2.5x faster than zlib at the same level (about 2% larger at 6); bundled with
-# its wheel, so its output does not depend on the system's zlib either.
-COMPRESSION_LEVEL = 6
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A file to put in a zip: its path inside the zip and where it is on disk."""
-
-    name: str  # posix, no leading slash
-    source: Path
+from hatch_lambda.packs.deflate import COMPRESSION_LEVEL, Compressed, Entry, compress, inflate
 
 
 @dataclass(frozen=True)
@@ -50,25 +38,13 @@ class WrittenZip:
         return base64.b64encode(bytes.fromhex(self.sha256)).decode()
 
 
-def tree_entries(root: Path, prefix: str = "") -> list[Entry]:
-    """Every file under ``root`` (symbolic links are refused by the installer)."""
-    out = []
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        relative = Path(directory).relative_to(root).as_posix()
-        for name in files:
-            path = name if relative == "." else f"{relative}/{name}"
-            out.append(Entry(prefix + path, Path(directory, name)))
-    return out
-
-
 def zip_date_time() -> tuple[int, int, int, int, int, int]:
     # Zip cannot store dates before 1980.
     stamp = max(get_reproducible_timestamp(), 315532800)
     return time.gmtime(stamp)[:6]
 
 
-def _info(name: str, mode: int, date_time) -> zipfile.ZipInfo:
+def _info(name: str, mode: int, date_time: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time)
     info.create_system = 3  # Unix, so the mode bits are read
     info.external_attr = mode << 16
@@ -84,28 +60,6 @@ def directories(names: Iterable[str]) -> set[str]:
         for depth in range(1, len(parts) + 1):
             out.add("/".join(parts[:depth]) + "/")
     return out
-
-
-@dataclass(frozen=True)
-class Compressed:
-    """One file's contents, deflated once (or stored when deflating does not help)."""
-
-    method: int  # zipfile.ZIP_DEFLATED or zipfile.ZIP_STORED
-    crc: int
-    size: int
-    data: bytes | memoryview
-    executable: bool
-
-
-def compress(source: Path, level: int = COMPRESSION_LEVEL) -> Compressed:
-    raw = source.read_bytes()
-    deflater = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
-    data = deflater.compress(raw) + deflater.flush()
-    method = zipfile.ZIP_DEFLATED
-    if len(data) >= len(raw):
-        data, method = raw, zipfile.ZIP_STORED
-    executable = bool(source.stat().st_mode & 0o111)
-    return Compressed(method, zlib_ng.crc32(raw), len(raw), data, executable)
 
 
 def write_zip(
@@ -127,16 +81,8 @@ def write_zip(
     cache = {} if cache is None else cache
     todo = sorted({e.source for e in by_name.values() if e.source not in cache})
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        cache.update(zip(todo, pool.map(partial(compress, level=level), todo)))
+        cache.update(zip(todo, pool.map(partial(compress, level=level), todo), strict=True))
     return write_compressed({name: cache[entry.source] for name, entry in by_name.items()}, destination)
-
-
-def compress_entries(entries: Iterable[Entry], level: int = COMPRESSION_LEVEL) -> dict[str, Compressed]:
-    """name -> deflated contents, on every core; a later entry with the same name wins."""
-    by_name = {entry.name: entry for entry in entries}
-    names = sorted(by_name)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return dict(zip(names, pool.map(partial(compress, level=level), [by_name[n].source for n in names])))
 
 
 def write_compressed(contents: dict[str, Compressed], destination: Path) -> WrittenZip:
@@ -177,20 +123,15 @@ def _write_compressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, content: 
     info.CRC = content.crc
     info.file_size = content.size
     info.compress_size = len(content.data)
-    info.header_offset = archive.fp.tell()
-    archive.fp.write(info.FileHeader(zip64=False))
-    archive.fp.write(content.data)
-    archive.start_dir = archive.fp.tell()
+    out = archive.fp
+    assert out is not None, "the archive is open for writing"
+    info.header_offset = out.tell()
+    out.write(info.FileHeader(zip64=False))
+    out.write(content.data)
+    archive.start_dir = out.tell()
     archive.filelist.append(info)
     archive.NameToInfo[info.filename] = info
-    archive._didModify = True
-
-
-def inflate(content: Compressed) -> bytes:
-    """The file a :class:`Compressed` holds."""
-    if content.method == zipfile.ZIP_STORED:
-        return bytes(content.data)
-    return zlib_ng.decompress(bytes(content.data), -15)
+    archive._didModify = True  # type: ignore[attr-defined]  # what writestr sets, so close() writes the directory
 
 
 def write_tree(contents: dict[str, Compressed], root: Path) -> None:

@@ -1,22 +1,24 @@
-"""Checks on a staged tree: every ELF object against the runtime, and Lambda's size limits.
+"""The native-code audit of an artifact's files, and Lambda's size limits.
 
-For each ELF file (read with pyelftools): its CPU, the highest ``GLIBC_``
-symbol version it needs, the ``GLIBCXX_``/``CXXABI_`` versions it needs from
-the system's ``libstdc++.so.6``, an extension module's ABI suffix, and that
-every ``DT_NEEDED`` library is in the artifact or in the runtime's base system
-(:mod:`.runtime_base`).
+For each ELF object (its facts read with pyelftools when its pack was made, or
+from an unpacked tree for ``inspect``): its CPU, the highest ``GLIBC_`` symbol
+version it needs, the ``GLIBCXX_``/``CXXABI_`` versions it needs from the
+system's ``libstdc++.so.6``, an extension module's ABI suffix, and that every
+``DT_NEEDED`` library is in the artifact or in the runtime's base system
+(:mod:`hatch_lambda.runtime.base_system`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_lambda.config.options import MB
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.packs.elf import DT_RELR_GLIBC, LIBSTDCXX_NAME, ElfInfo, elf_info
+from hatch_lambda.packs.elf import DT_RELR_GLIBC, LIBSTDCXX_NAME, ElfInfo, elf_objects
 from hatch_lambda.packs.unpack import StagedTree
 from hatch_lambda.runtime.base_system import BASE_LIBRARIES, LIBSTDCXX
 from hatch_lambda.runtime.target import Target
@@ -24,7 +26,6 @@ from hatch_lambda.runtime.target import Target
 ELF_MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 #: ``name.<tag>.so``: the tag of an extension module's file name.
 EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.(?P<tag>[^.]+)\.so$")
-MB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,6 @@ def owners(tree: StagedTree) -> dict[str, str]:
     return {path: dist.name for dist in tree.distributions for path in dist.files}
 
 
-def _elf_files(root: Path) -> tuple[list[tuple[str, Path]], set[str]]:
-    """(relative path, path) of every regular file that may be ELF, and every file name in the tree."""
-    files, names = [], set()
-    for directory, dirs, entries in os.walk(root):
-        dirs.sort()
-        for name in sorted(entries):
-            names.add(name)
-            full = Path(directory, name)
-            if full.is_symlink() or not full.is_file():
-                continue
-            files.append((full.relative_to(root).as_posix(), full))
-    return files, names
-
-
 def check_object(path: str, package: str, info: ElfInfo, target: Target, names: set[str]) -> list[Finding]:
     """Everything about one ELF object that does not fit ``target``."""
     expected = ELF_MACHINES[target.machine]
@@ -135,13 +122,6 @@ def check_object(path: str, package: str, info: ElfInfo, target: Target, names: 
     return out
 
 
-def elf_objects(root: Path) -> tuple[list[tuple[str, ElfInfo]], set[str]]:
-    """(relative path, what the audit needs to know) of every ELF object under ``root``, and every file name."""
-    files, names = _elf_files(root)
-    objects = [(path, info) for path, full in files if (info := elf_info(full)) is not None]
-    return objects, names
-
-
 def audit_objects(
     objects: Iterable[tuple[str, str, ElfInfo]], target: Target, names: set[str]
 ) -> AuditReport:
@@ -154,7 +134,9 @@ def audit_objects(
     return report
 
 
-def audit_root(root: Path, target: Target, owner: Mapping[str, str], names: set[str] = frozenset()) -> AuditReport:
+def audit_root(
+    root: Path, target: Target, owner: Mapping[str, str], names: AbstractSet[str] = frozenset(),
+) -> AuditReport:
     """Check every ELF object under ``root``; ``owner`` maps a relative path to its distribution.
 
     ``names``: more file names the artifact holds (a DT_NEEDED library may be one of them).
@@ -221,7 +203,7 @@ def check_sizes(
     max_unzipped_mb: float,
     largest: list[tuple[str, int]],
     mode: str,
-    warn,
+    warn: Callable[[str], None],
 ) -> None:
     """Compare each artifact with the limits; raise, warn or do nothing by ``mode``."""
     if mode == "off":

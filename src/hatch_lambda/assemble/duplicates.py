@@ -19,12 +19,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from pathspec import GitIgnoreSpec
 
-if TYPE_CHECKING:
-    from hatch_lambda.packs.pack import Pack
+from hatch_lambda.packs.pack import Pack
 
 SHARED = re.compile(r"\.so(\.\d+)*$")
 

@@ -6,8 +6,9 @@ hatch-lambda's version), the path prefix inside the zip and the timestamp of
 its entries. The entry stores the zip and what the manifest, the audit and
 the size checks need (digest, sizes, entry count, stripping report, largest
 distributions, the audit's findings, each distribution's contents), so a hit
-reads none of the dependencies and does not hash the zip again. A hit is hard-linked into the build (copied across file systems)
-and checked; an entry that fails is discarded and the layer assembled again.
+reads none of the dependencies and does not hash the zip again. A hit is
+hard-linked into the build (copied across file systems) and checked; an
+entry that fails is discarded and the layer assembled again.
 """
 
 from __future__ import annotations

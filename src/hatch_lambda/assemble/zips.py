@@ -19,14 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import (
-    Compressed,
-    Entry,
-    WrittenZip,
-    compress_entries,
-    write_compressed,
-    write_zip,
-)
+from hatch_lambda.assemble.archive import WrittenZip, write_compressed, write_zip
 from hatch_lambda.assemble.audit import AuditReport, SizeCheck, audit_objects
 from hatch_lambda.assemble.duplicates import duplicate_copies
 from hatch_lambda.assemble.layer_cache import (
@@ -36,16 +29,15 @@ from hatch_lambda.assemble.layer_cache import (
     store_layer,
 )
 from hatch_lambda.config.options import LAYER, LambdaConfig
-from hatch_lambda.context import BuildContext
+from hatch_lambda.context import BuildContext, Log
 from hatch_lambda.lockfile.closures import Plan
 from hatch_lambda.packs.checks import check_no_overlap
 from hatch_lambda.packs.contents import DistributionContents
+from hatch_lambda.packs.deflate import Compressed, Entry, compress_entries
 from hatch_lambda.packs.pack import Pack
 from hatch_lambda.packs.sources import PackSource
 from hatch_lambda.packs.strip import PruneReport
 from hatch_lambda.runtime.target import Target
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -108,7 +100,7 @@ def assemble(
 def checked(packs: list[Pack], sources: list[PackSource], config: LambdaConfig, log: Log, *,
             cached: bool = True) -> list[Pack]:
     """The packs of one artifact set, checked together, without the library copies nothing loads."""
-    check_no_overlap((s.dist, Path(s.filename), pack.record) for s, pack in zip(sources, packs))
+    check_no_overlap((s.dist, Path(s.filename), pack.record) for s, pack in zip(sources, packs, strict=True))
     built = [p.name for p in packs if not p.reused]
     named = f" ({', '.join(built)})" if built and len(built) <= 5 else ""
     if cached:

@@ -17,6 +17,8 @@ against the lock); they stream into a ``.part`` file inside their entry.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from hatch_lambda.cache.store import (
     publish,
     touch,
 )
+from hatch_lambda.hashing import file_sha256
 
 T = TypeVar("T")
 
@@ -100,10 +103,6 @@ WHEEL_META = "wheel.json"
 
 def read_wheel(path: Path) -> Path | None:
     """The one wheel of a built-wheel entry, when its sha256 is the one recorded when it was stored."""
-    import json
-
-    from hatch_lambda.hashing import file_sha256
-
     try:
         meta = json.loads((path / WHEEL_META).read_text())
         wheel = path / meta["file"]
@@ -116,13 +115,9 @@ def read_wheel(path: Path) -> Path | None:
 
 def store_wheel(wheel: Path) -> Callable[[Path], None]:
     """What fills a built-wheel entry with ``wheel`` and its sha256."""
-    import json
-    import shutil
-
-    from hatch_lambda.hashing import file_sha256
-
     def fill(temporary: Path) -> None:
         shutil.copyfile(wheel, temporary / wheel.name)
-        (temporary / WHEEL_META).write_text(json.dumps({"file": wheel.name, "sha256": file_sha256(temporary / wheel.name)}))
+        meta = {"file": wheel.name, "sha256": file_sha256(temporary / wheel.name)}
+        (temporary / WHEEL_META).write_text(json.dumps(meta))
 
     return fill

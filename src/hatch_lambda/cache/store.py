@@ -10,6 +10,7 @@ build. ``hatch-lambda cache prune`` bounds its size, oldest use first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
+
+import hatch_lambda
 
 # Bumped whenever the layout or meaning of a cached entry changes.
 FORMAT = 1
@@ -62,10 +65,8 @@ def code_digest() -> str:
 def key_of(parts: dict) -> str:
     """A hex sha256 naming everything in ``parts`` (JSON, sorted keys), the cache format,
     hatch-lambda's version and its code."""
-    from hatch_lambda import __version__
-
     text = json.dumps(
-        {"format": FORMAT, "hatch-lambda": __version__, "code": code_digest(), **parts},
+        {"format": FORMAT, "hatch-lambda": hatch_lambda.__version__, "code": code_digest(), **parts},
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(text.encode()).hexdigest()
@@ -110,10 +111,8 @@ def discard(path: Path) -> None:
 
 def touch(path: Path) -> None:
     """Mark an entry as used now (prune removes the least recently used first)."""
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)
-    except OSError:
-        pass
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Used by ``hatch-lambda inspect`` and ``hatch-lambda verify``. PATH is a zip
 
 from __future__ import annotations
 
+import argparse
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def find_artifacts(path: Path) -> list[Artifact]:
     raise LambdaBuildError(f"{path} does not exist", "give a zip built by hatch-lambda, or its output directory")
 
 
-def add_target_arguments(parser) -> None:
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """``--python`` / ``--arch`` of the commands that read built artifacts (see :func:`target_of`)."""
     parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
     parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")

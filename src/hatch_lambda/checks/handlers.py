@@ -24,13 +24,13 @@ import ast
 import json
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.checks.artifacts import Artifact
 from hatch_lambda.checks.smoke import MARK, lay_out
 from hatch_lambda.config.functions import Function
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.interpreters import (
     RUNTIME_EXTRA,
@@ -39,8 +39,6 @@ from hatch_lambda.runtime.interpreters import (
     interpreter,
 )
 from hatch_lambda.runtime.target import Target
-
-Log = Callable[[str], None]
 
 SCRIPT = r"""
 import importlib, json, sys, traceback
@@ -136,10 +134,11 @@ def prove_handlers(
                     (unpacked / RUNTIME_EXTRA).symlink_to(runtime_extra, target_is_directory=True)
                 failure = _import_check(run, job, target, unpacked)
                 if failure is None:
-                    on_host = isinstance(run, HostPython)
-                    how = f"imported with {run.description}" if on_host else f"imported in {run.image}"
-                    proofs.append(Proof(job.function.name, job.function.handler, how,
-                                        "imported" if on_host else f"imported in {run.image}"))
+                    if isinstance(run, HostPython):
+                        how, short = f"imported with {run.description}", "imported"
+                    else:
+                        how = short = f"imported in {run.image}"
+                    proofs.append(Proof(job.function.name, job.function.handler or "", how, short))
                 else:
                     failures.append(failure)
     except LambdaBuildError as exc:
@@ -149,7 +148,7 @@ def prove_handlers(
         for job in jobs:
             failure = _static_check(job, target)
             if failure is None:
-                proofs.append(Proof(job.function.name, job.function.handler, "checked statically (not imported)",
+                proofs.append(Proof(job.function.name, job.function.handler or "", "checked statically (not imported)",
                                     "static"))
             else:
                 failures.append(failure)

@@ -9,7 +9,6 @@ last on ``sys.path``, where the runtime's copy sits on Lambda.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 from hatch_lambda.assemble.archive import write_tree
@@ -17,10 +16,9 @@ from hatch_lambda.assemble.zips import merge
 from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import BuildContext
 from hatch_lambda.lockfile.closures import Plan
-from hatch_lambda.packs.pack import PackSpec, packs_for
+from hatch_lambda.packs.build import packs_for
+from hatch_lambda.packs.pack import PackSpec
 from hatch_lambda.packs.sources import pack_sources
-
-Log = Callable[[str], None]
 
 
 def runtime_extra(config: LambdaConfig, closures: Plan, ctx: BuildContext) -> Path | None:

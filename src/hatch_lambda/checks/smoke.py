@@ -14,17 +14,18 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_lambda.assemble.archive import WrittenZip
 from hatch_lambda.checks.artifacts import Artifact, dependency_roots, extract
+from hatch_lambda.config.options import FAT, LambdaConfig
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.packs.contents import top_level_modules
-from hatch_lambda.runtime.interpreters import interpreter
+from hatch_lambda.runtime.interpreters import HostPython, ImagePython, interpreter
 from hatch_lambda.runtime.target import Target
 
-Log = Callable[[str], None]
 RUNNERS = ("auto", "host", "docker")
 MARK = "@@hatch-lambda-smoke@@"
 
@@ -40,12 +41,6 @@ for name in modules:
         failed[name] = (type(exc).__name__ + ": " + str(exc)).strip()
 print(%r + json.dumps(failed))
 """ % MARK
-
-
-
-
-
-
 
 
 @dataclass
@@ -65,10 +60,6 @@ class SmokeResult:
 # interpreters
 
 
-
-
-
-
 def _parse(stdout: str) -> dict[str, str] | None:
     for line in stdout.splitlines():
         if line.startswith(MARK):
@@ -76,20 +67,12 @@ def _parse(stdout: str) -> dict[str, str] | None:
     return None
 
 
-
-
-
-
-
-
-
-
-def _import_all(runner, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
+def _import_all(runner: HostPython | ImagePython, unpacked: Path, modules: list[str]) -> tuple[dict | None, str]:
     stdout, why = runner.execute(unpacked, SCRIPT, json.dumps([runner.sys_path(unpacked), modules]))
     return _parse(stdout), why
 
 
-def _run(runner, unpacked: Path, modules: list[str]) -> dict[str, str]:
+def _run(runner: HostPython | ImagePython, unpacked: Path, modules: list[str]) -> dict[str, str]:
     """module -> error; a crashed interpreter is retried one module at a time to name the culprit."""
     failed, why = _import_all(runner, unpacked, modules)
     if failed is not None:
@@ -104,8 +87,6 @@ def _run(runner, unpacked: Path, modules: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------
 # the check
-
-
 
 
 def lay_out(artifact: Artifact, unpacked: Path, python: str) -> Path:
@@ -138,9 +119,9 @@ def smoke_import(
             with tempfile.TemporaryDirectory(prefix="hatch-lambda-smoke-") as scratch:
                 unpacked = Path(scratch)
                 root = lay_out(artifact, unpacked, target.python)
-                found = {m for d in dependency_roots(root, target.python) for m in top_level_modules(d)}
+                present = {m for d in dependency_roots(root, target.python) for m in top_level_modules(d)}
                 # a module the build put in but that is gone now is imported too, and fails
-                found = sorted(found | (artifact.section.modules() if artifact.section else set()))
+                found = sorted(present | (artifact.section.modules() if artifact.section else set()))
                 result = SmokeResult(artifact.path.name, run.description)
                 result.skipped = [m for m in found if m in skip]
                 result.modules = [m for m in found if m not in skip]
@@ -167,9 +148,8 @@ def failure_error(results: list[SmokeResult]) -> LambdaBuildError | None:
     )
 
 
-def smoke_check(config, written, log: Log) -> None:
+def smoke_check(config: LambdaConfig, written: list[WrittenZip], log: Log) -> None:
     """The build's ``smoke-import = true``: the layer zip, or every fat zip, must import."""
-    from hatch_lambda.config.options import FAT
 
     artifacts = [
         Artifact(item.path, "function-fat" if config.kind == FAT else "layer", None)

@@ -13,11 +13,14 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.config.options import ARCH_ENV, FAT, LAYER, PYTHON_ENV
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.lockfile.file import find_lock, read_lock, read_toml
+from hatch_lambda.lockfile.workspace import member_directory, workspace_members
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import check_arch, check_python
 
@@ -59,6 +62,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str],
          directory: Path | None) -> list[Job]:
     """The jobs to run, in order; raises LambdaBuildError for bad input."""
+    # hatchling and the whole build are imported only by the command that builds
     from hatch_lambda.plugin.builders import LambdaFatBuilder, LambdaLayerBuilder
 
     builders = {LAYER: LambdaLayerBuilder, FAT: LambdaFatBuilder}
@@ -66,7 +70,9 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
         raise LambdaBuildError(f"no pyproject.toml in {project}", "pass the project directory: hatch-lambda build DIR")
     _refuse_virtual_root(project)
     pythons, arches = _checked("--python", check_python, pythons), _checked("--arch", check_arch, arches)
-    combinations = list(itertools.product(pythons or [None], arches or [None]))
+    python_choices: list[str | None] = [*pythons] or [None]
+    arch_choices: list[str | None] = [*arches] or [None]
+    combinations = list(itertools.product(python_choices, arch_choices))
     matrix = len(combinations) > 1
     jobs = []
     for (python, arch), target in itertools.product(combinations, dict.fromkeys(targets)):
@@ -86,9 +92,6 @@ def plan(project: Path, targets: list[str], pythons: list[str], arches: list[str
 
 def _refuse_virtual_root(project: Path) -> None:
     """A virtual workspace root is no project hatchling can build: say which members can be built."""
-    from hatch_lambda.lockfile.file import find_lock, read_lock, read_toml
-    from hatch_lambda.lockfile.workspace import member_directory, workspace_members
-
     if "project" in read_toml(project / "pyproject.toml"):
         return
     lock = read_lock(find_lock(project))
@@ -103,7 +106,7 @@ def _refuse_virtual_root(project: Path) -> None:
     )
 
 
-def _checked(option: str, check, values: list[str]) -> list[str]:
+def _checked(option: str, check: Callable[[str], str], values: list[str]) -> list[str]:
     """The values, normalised (``aarch64`` is ``arm64``) and without repeats; an error names the option."""
     out = []
     for value in values:
@@ -118,18 +121,17 @@ def run(args: argparse.Namespace) -> int:
     project = args.project_dir.resolve()
     try:
         jobs = plan(project, args.targets or [LAYER], args.pythons or [], args.arches or [], args.directory)
-    except (LambdaBuildError, ValueError, TypeError) as exc:  # hatchling reports bad tables as these
-        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError) as exc:  # hatchling reports bad tables as these
+        raise LambdaBuildError(str(exc)) from None
     # Targets of one runtime that share an output directory run in one hatchling process.
     for (_, directory), group in itertools.groupby(jobs, key=lambda job: (job.label, job.directory)):
-        group = list(group)
-        targets = [job.target for job in group]
-        print(f"hatch-lambda: {', '.join(targets)} for {group[0].label} -> {os.path.relpath(directory)}", flush=True)
+        batch = list(group)
+        targets = [job.target for job in batch]
+        print(f"hatch-lambda: {', '.join(targets)} for {batch[0].label} -> {os.path.relpath(directory)}", flush=True)
         command = [sys.executable, "-m", "hatchling", "build", "-d", str(directory)]
         for target in targets:
             command += ["-t", target]
-        result = subprocess.run(command, cwd=project, env=group[0].environ)
+        result = subprocess.run(command, cwd=project, env=batch[0].environ)
         if result.returncode != 0:
             return result.returncode
     return 0

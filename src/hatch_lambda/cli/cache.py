@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
 from hatch_lambda.cache.store import KINDS, cache_dir, entries, prune_cache
 from hatch_lambda.errors import LambdaBuildError
@@ -20,7 +19,7 @@ def parse_size(text: str) -> int:
     return int(float(match[1]) * UNITS[match[2].lower()])
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("cache", help="show or prune the download and build cache")
     actions = parser.add_subparsers(dest="cache_command", required=True)
     actions.add_parser("dir", help="print the cache directory")
@@ -29,15 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     prune.add_argument("--max-size", default="2G", help="size to keep at most, e.g. 2G, 500M, 0 (default: 2G)")
     prune.add_argument("--older-than-days", type=float, metavar="DAYS",
                        help="also remove every entry unused for longer than this")
-    parser.set_defaults(handler=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        return run(args)
-    except LambdaBuildError as exc:
-        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
-        return 2
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

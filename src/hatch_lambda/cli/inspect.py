@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from hatch_lambda.checks.artifacts import (
     find_artifacts,
     target_of,
 )
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.config.options import MB
 from hatch_lambda.packs.contents import (
     OTHER,
     UNKNOWN,
@@ -26,8 +25,6 @@ from hatch_lambda.packs.contents import (
     owners_from_manifest,
 )
 from hatch_lambda.runtime.target import Target
-
-MB = 1 << 20
 
 
 @dataclass
@@ -181,7 +178,7 @@ def render(report: ArtifactReport) -> str:
     return "\n".join(lines)
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "inspect",
         help="sizes by distribution, what stripping removed, and the native-code audit of a built artifact",
@@ -194,11 +191,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: everything fits; 1: the audit found problems; 2: an error."""
-    try:
-        reports = [inspect_artifact(a, target_of(a, args.python, args.arch)) for a in find_artifacts(args.path)]
-    except LambdaBuildError as exc:
-        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
-        return 2
+    reports = [inspect_artifact(a, target_of(a, args.python, args.arch)) for a in find_artifacts(args.path)]
     ok = all(not report.findings for report in reports)
     if args.json:
         print(json.dumps({"ok": ok, "artifacts": [report.as_dict() for report in reports]}, indent=2))

@@ -1,115 +1,36 @@
-"""Command line: ``hatch-lambda requirements|build|inspect|verify|cache`` (also ``python -m hatch_lambda``)."""
+"""Command line: ``hatch-lambda requirements|build|inspect|verify|cache`` (also ``python -m hatch_lambda``).
+
+Each command is a module of this package with ``add_parser`` and ``run``; a
+:class:`~hatch_lambda.errors.LambdaBuildError` from any of them is printed here
+and ends the command with exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-from hatch_lambda.cache.store import cache_dir
+from hatch_lambda.cli import build, cache, inspect, requirements, verify
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.resolve import Distribution, Resolution, resolve
-from hatch_lambda.runtime.runtimes import RUNTIMES
-from hatch_lambda.runtime.target import Target, lowest_runtime
 
-
-def requirement_lines(resolution: Resolution, *, hashes: bool = False, show_files: bool = False) -> list[str]:
-    """One line per distribution, in pip's requirements format."""
-    lock_dir = resolution.lock_path.parent
-    lines = []
-    for dist in resolution.distributions:
-        line = _requirement(dist, lock_dir, hashes)
-        if show_files:
-            label = dist.file.label if dist.file else f"built from {dist.source_kind} {dist.source}"
-            line = f"{line}  # {label}" if "\n" not in line else f"{line}\n    # {label}"
-        lines.append(line)
-    return lines
-
-
-def _requirement(dist: Distribution, lock_dir: Path, hashes: bool) -> str:
-    if not hashes:
-        if dist.is_local and not dist.version:  # a dynamic version: uv locks none, so name where it is
-            return f"{dist.name} @ {(lock_dir / dist.source).resolve().as_uri()}"
-        return dist.pin
-    if dist.file is None or not dist.file.sha256:
-        # A directory or git checkout has no file to hash; pip cannot install it
-        # in --require-hashes mode, so it is named but left commented out.
-        return f"# {dist.pin} (from {dist.source_kind} {dist.source}: no file to hash, build it separately)"
-    if dist.source_kind == "registry":
-        head = dist.pin
-    elif dist.file.url:
-        head = f"{dist.name} @ {dist.file.url}" + (f"#subdirectory={dist.subdirectory}" if dist.subdirectory else "")
-    else:
-        head = f"{dist.name} @ {(lock_dir / dist.file.path).resolve().as_uri()}"
-    return f"{head} \\\n    --hash=sha256:{dist.file.sha256}"
+COMMANDS = (requirements, build, inspect, verify, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hatch-lambda", description=__doc__)
+    parser = argparse.ArgumentParser(prog="hatch-lambda", description=__doc__.split("\n\n", 1)[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    req = commands.add_parser(
-        "requirements",
-        help="print the pinned distributions one Lambda runtime needs, read from uv.lock",
-    )
-    req.add_argument("project_dir", nargs="?", default=".", type=Path, help="project directory (default: .)")
-    req.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: lowest allowed")
-    req.add_argument("--arch", default="x86_64", help="x86_64 (default) or arm64")
-    req.add_argument("--extra", action="append", default=[], metavar="NAME", help="include an optional extra")
-    req.add_argument("--group", action="append", default=[], metavar="NAME", help="include a dependency group")
-    req.add_argument("--package", help="a workspace member to start from instead of the project")
-    req.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                     help="leave out a distribution and what only it pulls in")
-    req.add_argument("--hashes", action="store_true", help="pip --require-hashes format, with each file's sha256")
-    req.add_argument("--show-files", action="store_true", help="append the chosen wheel tag (or 'sdist') to each line")
-    from hatch_lambda.cli import build as build_command
-    from hatch_lambda.cli import cache as cache_cmd
-    from hatch_lambda.cli import inspect as inspect_cmd
-    from hatch_lambda.cli import verify as verify_cmd
-
-    build_command.add_parser(commands)
-    inspect_cmd.add_parser(commands)
-    verify_cmd.add_parser(commands)
-    cache_cmd.register(commands)
+    for command in COMMANDS:
+        command.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "handler", None) is not None:
-        return args.handler(args)
     try:
-        python = args.python
-        if python is None:
-            from hatch_lambda.lockfile.file import find_lock, read_lock
-
-            python = lowest_runtime(read_lock(find_lock(args.project_dir)).requires_python)
-        target = Target(python, args.arch)
-        resolution = resolve(
-            args.project_dir,
-            target,
-            extras=args.extra,
-            groups=args.group,
-            package=args.package,
-            exclude=args.exclude,
-            cache=cache_dir(),
-        )
+        return int(args.handler(args))
     except LambdaBuildError as exc:
         print(f"hatch-lambda: error: {exc}", file=sys.stderr)
         return 2
-    for note in resolution.notes:
-        print(f"hatch-lambda: {note}", file=sys.stderr)
-    out = requirement_lines(resolution, hashes=args.hashes, show_files=args.show_files)
-    try:
-        if out:
-            print("\n".join(out))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): not an error of ours. Point
-        # stdout at devnull so the interpreter's final flush stays quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,15 +9,17 @@ from pathlib import Path
 
 from hatch_lambda.checks.artifacts import (
     FUNCTION_KIND,
+    Artifact,
     add_target_arguments,
     find_artifacts,
     target_of,
 )
 from hatch_lambda.checks.smoke import RUNNERS, failure_error, smoke_import
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.target import Target
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "verify",
         help="import every top-level module of a layer or fat zip with the runtime's Python, as Lambda would",
@@ -36,21 +38,17 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: every module imported; 1: some failed; 2: an error."""
-    try:
-        artifacts = [a for a in find_artifacts(args.path) if a.kind != FUNCTION_KIND]
-        if not artifacts:
-            raise LambdaBuildError(f"{args.path} holds no layer or fat zip",
-                                   "a function's slim zip needs its layer: verify layer.zip")
-        by_target: dict = {}
-        for artifact in artifacts:
-            by_target.setdefault(target_of(artifact, args.python, args.arch), []).append(artifact)
-        results = []
-        for target, group in by_target.items():
-            results += smoke_import(group, target, skip=tuple(args.skip), runner=args.runner, image=args.image,
-                                    log=lambda line: print(line, file=sys.stderr))
-    except LambdaBuildError as exc:
-        print(f"hatch-lambda: error: {exc}", file=sys.stderr)
-        return 2
+    artifacts = [a for a in find_artifacts(args.path) if a.kind != FUNCTION_KIND]
+    if not artifacts:
+        raise LambdaBuildError(f"{args.path} holds no layer or fat zip",
+                               "a function's slim zip needs its layer: verify layer.zip")
+    by_target: dict[Target, list[Artifact]] = {}
+    for artifact in artifacts:
+        by_target.setdefault(target_of(artifact, args.python, args.arch), []).append(artifact)
+    results = []
+    for target, group in by_target.items():
+        results += smoke_import(group, target, skip=tuple(args.skip), runner=args.runner, image=args.image,
+                                log=lambda line: print(line, file=sys.stderr))
     error = failure_error(results)
     if args.json:
         print(json.dumps({"ok": error is None, "results": [r.as_dict() for r in results]}, indent=2))

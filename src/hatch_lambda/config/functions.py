@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hatch_lambda.errors import LambdaBuildError
 
 #: Lambda's Handler setting for Python: ``module.attribute``, the module dotted (``pkg.mod``) or a path (``dir/mod``).
-HANDLER = re.compile(r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*(?:[./][A-Za-z_][A-Za-z0-9_]*)*)\.(?P<attribute>[A-Za-z_][A-Za-z0-9_]*)$")
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+HANDLER = re.compile(rf"^(?P<module>{_IDENTIFIER}(?:[./]{_IDENTIFIER})*)\.(?P<attribute>{_IDENTIFIER})$")
 #: What Lambda accepts as a function name (letters, digits, hyphens, underscores; 64 at most).
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -39,19 +40,28 @@ class Function:
         return not (self.packages or self.include or self.exclude or self.only_include or self.sources)
 
     @property
-    def handler_module(self) -> str | None:
-        """The module Lambda imports: ``pkg/mod.handler`` -> ``pkg.mod``."""
-        return None if self.handler is None else self.handler.rsplit(".", 1)[0].replace("/", ".")
+    def handler_module(self) -> str:
+        """The module Lambda imports: ``pkg/mod.handler`` -> ``pkg.mod``; "" without a handler."""
+        return "" if self.handler is None else self.handler.rsplit(".", 1)[0].replace("/", ".")
 
     @property
-    def handler_attribute(self) -> str | None:
-        return None if self.handler is None else self.handler.rsplit(".", 1)[1]
+    def handler_attribute(self) -> str:
+        """The name Lambda calls in that module; "" without a handler."""
+        return "" if self.handler is None else self.handler.rsplit(".", 1)[1]
+
+
+class TableReader(Protocol):
+    """What reading ``functions`` needs of the target's tables (config.options.Reader)."""
+
+    def raw(self, key: str, default: Any = None) -> Any: ...
+    def fail(self, key: str, expected: str) -> LambdaBuildError: ...
+    def where(self, key: str) -> str: ...
 
 
 _FUNCTION_KEYS = ("packages", "include", "exclude", "only-include", "sources", "package", "handler", "environment")
 
 
-def read_functions(reader, project_name: str) -> tuple[Function, ...]:
+def read_functions(reader: TableReader, project_name: str) -> tuple[Function, ...]:
     table = reader.raw("functions")
     if table is None:
         return (Function(name=project_name),)
@@ -69,7 +79,8 @@ def read_functions(reader, project_name: str) -> tuple[Function, ...]:
             )
         where = f"functions.{name} in {reader.where('functions')} of pyproject.toml"
         if not isinstance(options, dict):
-            raise LambdaBuildError(f"{where} must be a table like {{ packages = [\"src/pkg\"], handler = \"pkg.app.handler\" }}")
+            example = '{ packages = ["src/pkg"], handler = "pkg.app.handler" }'
+            raise LambdaBuildError(f"{where} must be a table like {example}")
         values: dict[str, Any] = {}
         for key, value in options.items():
             if key not in _FUNCTION_KEYS:

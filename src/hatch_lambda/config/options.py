@@ -20,13 +20,14 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from hatch_lambda.config.functions import Function, read_functions
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.runtime.runtimes import RUNTIMES
+from hatch_lambda.runtime.runtimes import DEFAULT_IMAGE, RUNTIMES
 from hatch_lambda.runtime.target import Target, check_arch, check_python, lowest_runtime
 
 LAYER = "lambda-layer"
 FAT = "lambda-fat"
-DEFAULT_IMAGE = "public.ecr.aws/lambda/python:{python}"
-#: Lambda's limits for a deployment package, in MB (2**20 bytes).
+#: The unit of sizes in the options and the build output: 2**20 bytes.
+MB = 1 << 20
+#: Lambda's limits for a deployment package, in MB.
 MAX_UNZIPPED_MB = 250
 MAX_ZIPPED_MB = 50
 #: Environment variables that override the table's python / arch (one build of a matrix).
@@ -64,9 +65,9 @@ class LambdaConfig:
                                 shown="lowest runtime `requires-python` allows")
     arch: str = option("x86_64", 'or `"arm64"`')
     installer: Literal["auto", "wheels", "docker"] = option(
-        "auto", '`"wheels"`: unpack the lock\'s wheels on the host, build sdists on the host (pure Python results '
-                'only). `"docker"`: install everything inside the Lambda base image. `"auto"`: wheels, and sdists built '
-                'in the image when Docker is reachable')
+        "auto", '`"wheels"`: unpack the lock\'s wheels on the host, build sdists on the host (pure Python '
+                'results only). `"docker"`: install everything inside the Lambda base image. `"auto"`: wheels, '
+                'and sdists built in the image when Docker is reachable')
     image: str = option(DEFAULT_IMAGE, "base image for `docker`/`auto`; `{python}` and `{arch}` are filled in")
     docker_network: str | None = option(None, 'network the container gets while building sdists (e.g. `"host"`)',
                                         shown="engine default")
@@ -137,7 +138,7 @@ def _table_name(kind: str) -> str:
     return f"[tool.hatch.build.targets.{kind}]"
 
 
-class _Reader:
+class Reader:
     """Reads typed keys from the merged tables, naming the table on error."""
 
     def __init__(self, kind: str, own: dict, inherited: dict) -> None:
@@ -216,14 +217,14 @@ def load_config(
     ``environ`` (the builders pass ``os.environ``) may override python and arch
     through ``HATCH_LAMBDA_PYTHON`` / ``HATCH_LAMBDA_ARCH``.
     """
-    reader = _Reader(kind, own, layer_table if kind == FAT else {})
+    reader = Reader(kind, own, layer_table if kind == FAT else {})
     values: dict[str, Any] = {}
     for field_, type_ in options():
         if field_.name == "functions":
             values["functions"] = read_functions(reader, project_name)
         elif field_.name == "exclude_packages":
             # the one key fat does not inherit: its default differs
-            values["exclude_packages"] = _Reader(kind, own, {}).value(field_, type_) if "exclude-packages" in own \
+            values["exclude_packages"] = Reader(kind, own, {}).value(field_, type_) if "exclude-packages" in own \
                 else (FAT_EXCLUDED if kind == FAT else ())
         elif field_.name == "python":
             python = reader.raw("python")

@@ -13,19 +13,17 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from packaging.utils import parse_wheel_filename
 
 from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
 from hatch_lambda.lockfile.resolve import Distribution
-from hatch_lambda.plugin.nesting import nested_environment
-
-Log = Callable[[str], None]
+from hatch_lambda.nesting import nested_environment
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,6 @@ class Wheel:
     dist: Distribution
     path: Path
     how: str
-
 
 
 def is_pure(wheel_name: str) -> bool:
@@ -84,9 +81,10 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
         return Wheel(dist, wheel, f"built from {dist.source}")
     # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
     sub = dist.subdirectory
-    entry = Entry(cache, "built", dist.file.sha256 + (f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""))
-    wheel = entry.read(read_wheel)
-    if wheel is None:
+    suffix = f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""
+    entry = Entry(cache, "built", dist.sha256 + suffix)
+    cached = entry.read(read_wheel)
+    if cached is None:
         tree = unpack_sdist(source, work / "sdists" / dist.name)
         if sub:
             tree = tree / sub
@@ -95,9 +93,9 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
                                        "run `uv lock`")
         built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
         _refuse_native(dist, built)
-        wheel = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
-    _refuse_native(dist, wheel)
-    return Wheel(dist, wheel, "sdist built on host")
+        cached = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
+    _refuse_native(dist, cached)
+    return Wheel(dist, cached, "sdist built on host")
 
 
 def _refuse_native(dist: Distribution, wheel: Path) -> None:

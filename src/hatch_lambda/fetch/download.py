@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from hatch_lambda.errors import LambdaBuildError
 
@@ -75,7 +75,7 @@ def _env_number(name: str, default: float, *, minimum: float) -> float:
 
 def download(
     url: str,
-    out: BinaryIO,
+    out: IO[bytes],
     *,
     headers: dict[str, str],
     policy: RetryPolicy,

@@ -64,14 +64,10 @@ def fetch_one(
             raise LambdaBuildError(f"{dist.pin}: {local} does not exist (named in uv.lock)", "run `uv lock`")
         _verify(local, dist)
         return local
-    if not file.sha256:
-        raise LambdaBuildError(
-            f"{dist.pin}: uv.lock has no sha256 for {file.filename}",
-            "run `uv lock` so every file carries a hash",
-        )
+    sha256 = dist.sha256
     final = cached_path(file, cache)
     if final.is_file():
-        if file_sha256(final) == file.sha256:
+        if file_sha256(final) == sha256:
             return final
         final.unlink(missing_ok=True)  # damaged in the cache: fetch it again
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -92,10 +88,10 @@ def fetch_one(
             out.close()
             os.unlink(out.name)
             raise
-    if actual != file.sha256:
+    if actual != sha256:
         os.unlink(out.name)
         raise LambdaBuildError(
-            f"{dist.pin}: {file.filename} has sha256 {actual}, but uv.lock says {file.sha256}",
+            f"{dist.pin}: {file.filename} has sha256 {actual}, but uv.lock says {sha256}",
             "the file changed on the index or the lock was edited; run `uv lock --refresh-package "
             f"{dist.name}` and review the change",
         )
@@ -107,6 +103,7 @@ def fetch_one(
 
 def cached_path(file: LockedFile, cache: Path) -> Path:
     """Where a file of the lock is kept in the cache, by its sha256."""
+    assert file.sha256, "a file is cached only once its digest is known"
     return cache / "files" / file.sha256[:2] / file.sha256 / file.filename
 
 
@@ -126,8 +123,6 @@ def _remove_stale_parts(directory: Path) -> None:
                 part.unlink()
         except OSError:
             pass
-
-
 
 
 def _verify(path: Path, dist: Distribution) -> None:

@@ -25,9 +25,9 @@ from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
 from hatch_lambda.cache.store import (
     key_of,
 )
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 
-Log = Callable[[str], None]
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 GIT_TIMEOUT = 600
 
@@ -107,8 +107,9 @@ def checkout(source: GitSource, directory: Path, name: str) -> Path:
     checked = _git(["checkout", "-q", "--detach", source.commit], directory)
     head = _git(["rev-parse", "HEAD"], directory)
     if checked.returncode != 0 or head.stdout.strip() != source.commit:
+        pinned_by = f" by {source.ref}" if source.ref else ""
         raise LambdaBuildError(
-            f"{name}: {source.url} has no commit {source.commit} (the lock pins it{' by ' + source.ref if source.ref else ''})",
+            f"{name}: {source.url} has no commit {source.commit} (the lock pins it{pinned_by})",
             "the commit may have been removed by a force-push; run `uv lock --upgrade-package "
             f"{name}` and review the change",
         )

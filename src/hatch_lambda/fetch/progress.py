@@ -14,9 +14,10 @@ import threading
 import time
 from typing import TextIO
 
+from hatch_lambda.config.options import MB
+
 DELAY = 2.0
 TERMINAL_INTERVAL = 0.5
-MB = 1 << 20
 
 
 def _interval() -> float:
@@ -85,7 +86,7 @@ class Progress:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -8,13 +8,20 @@ reachable, else on this machine. Only this container gets network
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from hatch_lambda.config.options import LambdaConfig
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel, host_build
 from hatch_lambda.lockfile.resolve import Distribution
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 from hatch_lambda.runtime.docker import (
     PIP_ENVIRONMENT,
     PIP_QUIET,
@@ -26,11 +33,14 @@ from hatch_lambda.runtime.docker import (
     where_docker_is,
 )
 
-Log = Callable[[str], None]
-
 
 def build_sdists_in_image(
-    config: LambdaConfig, client, sdists: list[Distribution], downloads: dict[str, Path], work: Path, log: Log
+    config: LambdaConfig,
+    client: DockerClient,
+    sdists: list[Distribution],
+    downloads: dict[str, Path],
+    work: Path,
+    log: Log,
 ) -> list[Wheel]:
     """Build each sdist into a wheel with pip inside the image; the only step with network."""
     python = f"/var/lang/bin/python{config.target.python}"
@@ -41,7 +51,7 @@ def build_sdists_in_image(
     for dist in sdists:
         local = link_or_copy(downloads[dist.name], source_dir)
         subdirectory = f"#subdirectory={dist.subdirectory}" if dist.subdirectory else ""
-        lines.append(f"{dist.name} @ file:///sdists/{local.name}{subdirectory} --hash=sha256:{dist.file.sha256}")
+        lines.append(f"{dist.name} @ file:///sdists/{local.name}{subdirectory} --hash=sha256:{dist.sha256}")
     (job / "requirements.txt").write_text("\n".join(lines) + "\n")
     environment, mounts = network_environment()
     environment.update(PIP_ENVIRONMENT)
@@ -56,9 +66,7 @@ def build_sdists_in_image(
         what=f"building {', '.join(d.pin for d in sdists)}",
         log=log,
     )
-    from packaging.utils import canonicalize_name, parse_wheel_filename
-
-    built = {canonicalize_name(parse_wheel_filename(p.name)[0]): p for p in out_dir.glob("*.whl")}
+    built: dict[str, Path] = {canonicalize_name(parse_wheel_filename(p.name)[0]): p for p in out_dir.glob("*.whl")}
     wheels = []
     for dist in sdists:
         if dist.name not in built:
@@ -91,7 +99,7 @@ def auto_sdists(
                 f"release with a wheel for {config.target.platforms[0]} or older and run `uv lock`",
             ) from unreachable
         return wheels
-    with engine_with_image(client, config, log):
+    with engine_with_image(client, config.image_name, config.target.docker_platform, log):
         return build_sdists_in_image(config, client, sdists, downloads, work, log)
 
 
@@ -103,5 +111,5 @@ def sdist_wheels(config: LambdaConfig, sdists: list[Distribution], downloads: di
         return [host_build(dist, downloads[dist.name], work, cache, log) for dist in sdists]
     if config.installer == "auto":
         return auto_sdists(config, sdists, downloads, work, cache, log)
-    with engine_with_image(connect(), config, log) as client:
+    with engine_with_image(connect(), config.image_name, config.target.docker_platform, log) as client:
         return build_sdists_in_image(config, client, sdists, downloads, work, log)

@@ -86,7 +86,9 @@ def plan(config: LambdaConfig, project_dir: Path, cache: Path | None) -> Plan:
             )
         resolution = roots[key]
         # A function naming its member ships that member's code; otherwise the project's, as before.
-        directory = member_directory(lock, key) or project_dir if function.package else project_dir
+        directory = project_dir
+        if function.package:
+            directory = member_directory(lock, canonicalize_name(function.package)) or project_dir
         functions.append(FunctionRoot(function.name, resolution.root, directory,
                                       frozenset(d.name for d in resolution.distributions)))
     first = next(iter(roots.values()))

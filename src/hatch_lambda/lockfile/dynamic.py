@@ -18,11 +18,13 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from hatch_lambda.cache.entry import Entry
-from hatch_lambda.plugin.nesting import nested_environment
+from hatch_lambda.nesting import nested_environment
 
 METADATA = "metadata.json"
 DEFAULT_CACHE_KEYS = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -113,7 +115,7 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     backend = _backend(pyproject)
     try:
         text = _prepare_metadata(directory)
-    except Exception as exc:  # the backend's own failures come in many types
+    except Exception as exc:  # noqa: BLE001 - the backend's own failures come in many types
         detail = str(exc).strip().splitlines()
         return NotRead(f"its build backend ({backend}) could not give the metadata: {detail[-1] if detail else exc!r}")
     message = email.parser.Parser().parsestr(text)
@@ -128,7 +130,7 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     return entry.get(read, fill)
 
 
-def _runner(cmd, cwd=None, extra_environ=None) -> None:
+def _runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
     """pyproject_hooks' quiet runner, in the environment of a nested build (no lambda hook inside)."""
     from pyproject_hooks import quiet_subprocess_runner
 
@@ -140,7 +142,7 @@ def _prepare_metadata(directory: Path) -> str:
     from build import ProjectBuilder
     from build.env import DefaultIsolatedEnv
 
-    installer = "uv" if shutil.which("uv") else "pip"
+    installer: Literal["uv", "pip"] = "uv" if shutil.which("uv") else "pip"
     with tempfile.TemporaryDirectory(prefix="hatch-lambda-metadata-") as out, \
             DefaultIsolatedEnv(installer=installer) as env:
         builder = ProjectBuilder.from_isolated_env(env, directory, runner=_runner)

@@ -194,7 +194,7 @@ def _split(text: str) -> tuple[str, list[tuple[int, str]]] | None:
     if not starts:
         return text, []
     blocks = []
-    for start, end in zip(starts, [*starts[1:], len(lines)]):
+    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):
         body = lines[start:end]
         # Only the package's own tables may follow: another top table would belong to the whole file.
         if any(line.startswith("[") and line != PACKAGE and not line.startswith("[package.") for line in body):
@@ -214,7 +214,7 @@ def read_lock(path: Path, target: Target | None = None) -> Lock:
     if split is None:
         data = _loads(_without_foreign_wheels(text, target) if target is not None else text, path)
         packages = data.pop("package", [])
-        blocks = []
+        blocks: list[tuple[int, str]] = []
     else:
         head, blocks = split
         data = _loads(head, path)
@@ -240,10 +240,7 @@ def read_lock(path: Path, target: Target | None = None) -> Lock:
         second = body.split("\n", 2)[1] if "\n" in body else ""
         match = NAME.match(second)
         block = _Block(index, line, body)
-        if match is None:
-            # Not the order uv writes: parse this one now to learn its name.
-            name = lock._parse(block)["name"]
-        else:
-            name = match.group(1)
+        # Not the order uv writes when there is no match: parse this one now to learn its name.
+        name = match.group(1) if match is not None else lock._parse(block)["name"]
         lock._blocks.setdefault(canonicalize_name(name), []).append(block)
     return lock

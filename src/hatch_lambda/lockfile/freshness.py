@@ -20,7 +20,9 @@ a member, its own only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
@@ -133,8 +135,6 @@ def _stale(lock: Lock, pyproject: Path, field: str, detail: str) -> None:
     )
 
 
-
-
 class _Project:
     """One local package's pyproject.toml against its entry in the lock."""
 
@@ -144,7 +144,7 @@ class _Project:
         self.pyproject = pyproject
         self.data = data
         self.project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-        self.dynamic = {canonicalize_name(f) for f in self.project.get("dynamic", []) if isinstance(f, str)}
+        self.dynamic: set[str] = {canonicalize_name(f) for f in self.project.get("dynamic", []) if isinstance(f, str)}
         self.sources = sources
         self.cache = cache
         self.name = canonicalize_name(entry["name"])
@@ -193,7 +193,7 @@ class _Project:
 
     def _static_requirements(self) -> tuple[list, list[str]]:
         optional = self.project.get("optional-dependencies", {})
-        extras = sorted(canonicalize_name(e) for e in optional)
+        extras: list[str] = sorted(canonicalize_name(e) for e in optional)
         declared: list = [(text, None) for text in self.project.get("dependencies", [])]
         for extra, requirements in optional.items():
             for text in requirements:
@@ -208,14 +208,14 @@ class _Project:
         if isinstance(result, NotRead):
             return None, [], (f"{self.name}: {fields} dynamic in {self.pyproject}; trusted uv.lock's "
                               f"({result.reason})")
-        extras = sorted(canonicalize_name(e) for e in result.provides_extra)
+        extras: list[str] = sorted(canonicalize_name(e) for e in result.provides_extra)
         declared = [(text, extra_of(text, self.pyproject)) for text in result.requires_dist]
         return declared, extras, (f"{self.name}: {fields} dynamic in {self.pyproject}; read through its build "
                                   f"backend ({result.backend})")
 
     def _compare_groups(self, metadata: dict, targets: list[Target]) -> None:
         groups = _groups(self.data, self.pyproject)
-        locked_groups = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
+        locked_groups: dict[str, Any] = {canonicalize_name(g): v for g, v in metadata.get("requires-dev", {}).items()}
         if set(groups) != set(locked_groups):
             self.stale("[dependency-groups]", _list_difference("groups", sorted(groups), sorted(locked_groups)))
         ours = Context(self.pyproject, [], targets, self.sources)
@@ -227,7 +227,7 @@ class _Project:
                 self.stale(f"[dependency-groups] {group}", difference(want, have, self.sources))
 
 
-def _list_difference(what: str, declared: list[str], locked: list[str]) -> str:
+def _list_difference(what: str, declared: Sequence[str], locked: Sequence[str]) -> str:
     added = sorted(set(declared) - set(locked))
     removed = sorted(set(locked) - set(declared))
     parts = [f"{', '.join(added)} declared but not locked"] if added else []
@@ -235,12 +235,8 @@ def _list_difference(what: str, declared: list[str], locked: list[str]) -> str:
     return f"{what} " + "; ".join(parts)
 
 
-
-
-
-
 def _groups(data: dict, where: Path) -> dict[str, list[str]]:
-    raw = {canonicalize_name(k): v for k, v in data.get("dependency-groups", {}).items()}
+    raw: dict[str, Any] = {canonicalize_name(k): v for k, v in data.get("dependency-groups", {}).items()}
     legacy = data.get("tool", {}).get("uv", {}).get("dev-dependencies")
     if legacy is not None:
         raw.setdefault("dev", [])
@@ -260,21 +256,5 @@ def _groups(data: dict, where: Path) -> dict[str, list[str]]:
         return out
 
     return {group: expand(group, ()) for group in raw}
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 

@@ -82,7 +82,7 @@ def _evaluate_tree(tree: list, environment: Mapping[str, str], active: Collectio
 
 
 def _is_variable(node: object, name: str) -> bool:
-    return type(node).__name__ == "Variable" and node.value == name
+    return type(node).__name__ == "Variable" and getattr(node, "value", None) == name
 
 
 def _evaluate_clause(

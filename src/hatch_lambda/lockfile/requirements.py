@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -118,7 +119,8 @@ def requirement_keys(items: list, context: Context, *, from_lock: bool, group: s
     """
     keys: Counter = Counter()
 
-    def add(name, req_extras, specifier, has_source, signature):
+    def add(name: str, req_extras: Iterable[str], specifier: str, has_source: bool,
+            signature: tuple[bool, ...]) -> None:
         if any(signature):
             key = (
                 canonicalize_name(name),
@@ -139,7 +141,8 @@ def requirement_keys(items: list, context: Context, *, from_lock: bool, group: s
                     f"{context.where}: invalid specifier {item.get('specifier')!r} for {item['name']}",
                     "the lock is damaged; regenerate it with `uv lock`",
                 ) from None
-            add(item["name"], item.get("extras", []), specifier, has_source, _marker_signature(item.get("marker"), context))
+            signature = _marker_signature(item.get("marker"), context)
+            add(item["name"], item.get("extras", []), specifier, has_source, signature)
             continue
         text, extra = item if isinstance(item, tuple) else (item, None)
         requirement = parse_requirement(text, context.where)
@@ -158,9 +161,10 @@ def requirement_keys(items: list, context: Context, *, from_lock: bool, group: s
         covered = tuple(False for _ in base)
         for source in sources:
             applies = _marker_signature(source.get("marker"), context)
-            add(requirement.name, requirement.extras, "", True, tuple(b and a for b, a in zip(base, applies)))
-            covered = tuple(c or a for c, a in zip(covered, applies))
-        rest = tuple(b and not c for b, c in zip(base, covered))
+            both = tuple(b and a for b, a in zip(base, applies, strict=True))
+            add(requirement.name, requirement.extras, "", True, both)
+            covered = tuple(c or a for c, a in zip(covered, applies, strict=True))
+        rest = tuple(b and not c for b, c in zip(base, covered, strict=True))
         add(requirement.name, requirement.extras, str(requirement.specifier), False, rest)
     return keys
 

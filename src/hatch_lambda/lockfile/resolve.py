@@ -1,14 +1,16 @@
-"""Reading ``uv.lock``: the exact set of distributions one target needs.
+"""The exact set of distributions one target needs, straight from ``uv.lock``.
 
 No resolver runs here. The lock already holds the resolution for every
 platform; this module walks it from the project through the dependency edges
-whose markers hold for the :class:`~hatch_lambda.runtime.target.Target`, and picks for
-each distribution the best file that runtime can install.
+whose markers hold for the :class:`~hatch_lambda.runtime.target.Target`, and
+picks for each distribution the file that runtime installs
+(:mod:`hatch_lambda.lockfile.wheels`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,15 @@ class Distribution:
         return self.source_kind in LOCAL_KINDS
 
     @property
+    def sha256(self) -> str:
+        """The digest the lock gives for this distribution's file (checked when the file is fetched)."""
+        if self.file is None or not self.file.sha256:
+            what = self.file.filename if self.file is not None else "its file"
+            raise LambdaBuildError(f"{self.pin}: uv.lock has no sha256 for {what}",
+                                   "run `uv lock` so every file carries a hash")
+        return self.file.sha256
+
+    @property
     def pin(self) -> str:
         """``name==version``; a local package whose version is dynamic (uv locks none) is just its name."""
         return f"{self.name}=={self.version}" if self.version else self.name
@@ -74,18 +85,6 @@ class Resolution:
 
     def names(self) -> list[str]:
         return [dist.name for dist in self.distributions]
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def resolve(
@@ -185,14 +184,6 @@ def resolve(
         distributions=tuple(distributions),
         notes=notes,
     )
-
-
-
-
-
-
-
-
 
 
 def _check_environments(lock: Lock, target: Target) -> None:
@@ -325,7 +316,15 @@ def _section(entry: dict, table: str, name: str) -> list[dict]:
     return []
 
 
-def _walk_once(lock, root, target, extras, groups, exclude, active):
+def _walk_once(
+    lock: Lock,
+    root: dict,
+    target: Target,
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
+    exclude: set[str],
+    active: frozenset[str],
+) -> tuple[list[dict], set[str]]:
     """One walk: (entries in discovery order, pseudo-extras the edges activated)."""
     environment = target.marker_environment
     seen: set[tuple[int, str | None]] = set()
@@ -365,16 +364,10 @@ def _edge_target(lock: Lock, edge: dict, parent: str) -> dict:
     )
 
 
-def _follow(edge: dict, environment: dict, active: set[str], lock: Lock, scope: str | None = None) -> bool:
+def _follow(edge: dict, environment: dict, active: AbstractSet[str], lock: Lock, scope: str | None = None) -> bool:
     try:
         return evaluate(edge.get("marker"), environment, active, scope)
     except InvalidMarker as exc:
         raise LambdaBuildError(f"{lock.path}: invalid marker on {edge.get('name')}: {exc}", "run `uv lock`") from None
-
-
-
-
-
-
 
 

@@ -79,7 +79,7 @@ _NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _describe(shape: Any) -> str:
-    if isinstance(shape, Table) or isinstance(shape, MapOf):
+    if isinstance(shape, (Table, MapOf)):
         return "a table"
     if isinstance(shape, ListOf):
         return "a list"

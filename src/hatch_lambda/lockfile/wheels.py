@@ -39,7 +39,7 @@ class LockedFile:
 
     @property
     def label(self) -> str:
-        return self.tag if self.kind == "wheel" else "sdist"
+        return (self.tag or "wheel") if self.kind == "wheel" else "sdist"
 
 
 def _filename(file: dict) -> str:
@@ -110,7 +110,8 @@ def choose_file(entry: dict, target: Target) -> LockedFile | None:
 
 def _platform_summary(tags: Iterable) -> str:
     """The platforms a package's wheels are for, in a few words: ``manylinux_2_28_x86_64, macosx (3), win (2)``."""
-    linux, other = set(), {}
+    linux: set[str] = set()
+    other: dict[str, set[str]] = {}
     for tag in tags:
         platform = str(tag.platform)
         if platform.startswith(("manylinux", "linux", "musllinux")):
@@ -119,7 +120,8 @@ def _platform_summary(tags: Iterable) -> str:
             family = platform.split("_", 1)[0]
             other.setdefault(family, set()).add(platform)
     parts = sorted(linux)[:6] + (["…"] if len(linux) > 6 else [])
-    parts += [f"{family} ({len(found)})" if len(found) > 1 else next(iter(found)) for family, found in sorted(other.items())]
+    for family, found in sorted(other.items()):
+        parts.append(f"{family} ({len(found)})" if len(found) > 1 else next(iter(found)))
     return ", ".join(parts) or "no platform"
 
 

@@ -61,9 +61,9 @@ def choose_root(project_dir: Path, lock: Lock, package: str | None) -> str:
     if not pyproject.is_file():
         raise LambdaBuildError(f"no pyproject.toml in {project_dir}")
     data = read_toml(pyproject)
-    name = data.get("project", {}).get("name") if isinstance(data.get("project"), dict) else None
-    if not name:
+    declared = data.get("project", {}).get("name") if isinstance(data.get("project"), dict) else None
+    if not declared:
         what = ("has no [project] table: it is a virtual workspace root, not a package"
                 if "project" not in data else "has no [project] name")
         raise LambdaBuildError(f"{pyproject} {what}", _choose_member_fix(members))
-    return canonicalize_name(name)
+    return canonicalize_name(declared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,9 @@ def elf_info(path: Path) -> ElfInfo | None:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(tag.needed)  # type: ignore[attr-defined]  # set by pyelftools per tag
                         elif tag.entry.d_tag == "DT_SONAME":
-                            soname = tag.soname
+                            soname = tag.soname  # type: ignore[attr-defined]
                 if not isinstance(section, GNUVerNeedSection):
                     continue
                 for verneed, auxiliaries in section.iter_versions():
@@ -75,8 +76,8 @@ def elf_info(path: Path) -> ElfInfo | None:
                             continue
                         family, version = match[1], _version(match[2])
                         if family == "GLIBC":
-                            version = version[:2] if len(version) >= 2 else (version[0], 0)
-                            glibc = version if glibc is None or version > glibc else glibc
+                            pair = (version[0], version[1] if len(version) >= 2 else 0)
+                            glibc = pair if glibc is None or pair > glibc else glibc
                         elif verneed.name == LIBSTDCXX_NAME and version > cxx.get(family, ()):
                             cxx[family] = version
         except ELFError:
@@ -88,3 +89,24 @@ def read_elf(path: Path) -> tuple[str, tuple[int, int] | None] | None:
     """(machine, highest glibc needed) of an ELF file, or None if it is not one."""
     info = elf_info(path)
     return None if info is None else (info.machine, info.glibc)
+
+
+def _elf_files(root: Path) -> tuple[list[tuple[str, Path]], set[str]]:
+    """(relative path, path) of every regular file that may be ELF, and every file name in the tree."""
+    files, names = [], set()
+    for directory, dirs, entries in os.walk(root):
+        dirs.sort()
+        for name in sorted(entries):
+            names.add(name)
+            full = Path(directory, name)
+            if full.is_symlink() or not full.is_file():
+                continue
+            files.append((full.relative_to(root).as_posix(), full))
+    return files, names
+
+
+def elf_objects(root: Path) -> tuple[list[tuple[str, ElfInfo]], set[str]]:
+    """(relative path, what the audit needs to know) of every ELF object under ``root``, and every file name."""
+    files, names = _elf_files(root)
+    objects = [(path, info) for path, full in files if (info := elf_info(full)) is not None]
+    return objects, names

@@ -9,16 +9,25 @@ that distribution's pack (see :mod:`hatch_lambda.packs.pack`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from installer.records import parse_record_file
+from installer.sources import WheelFile
 
 from hatch_lambda.config.options import LambdaConfig
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.hashing import file_sha256
-from hatch_lambda.packs.pack import Installed
+from hatch_lambda.packs.build import ImageInstall, Installed
+from hatch_lambda.packs.sources import PackSource
 from hatch_lambda.packs.strip import remove_empty_dirs
 from hatch_lambda.packs.unpack import StagedDistribution, check_wheel
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 from hatch_lambda.runtime.docker import (
     PIP_ENVIRONMENT,
     PIP_QUIET,
@@ -29,8 +38,6 @@ from hatch_lambda.runtime.docker import (
     link_or_copy,
 )
 
-Log = Callable[[str], None]
-
 #: Run inside the image: one pip install per wheel, each into a directory of its own.
 INSTALL_EACH = r"""
 import json, subprocess, sys
@@ -40,8 +47,14 @@ for target, requirements in json.load(open("/job/jobs.json")):
 """
 
 
-def install_each_in_image(config: LambdaConfig, client, wheels: list[tuple[Wheel, dict[str, str]]], out: Path,
-                          work: Path, log: Log) -> dict[str, Installed]:
+def install_each_in_image(
+    config: LambdaConfig,
+    client: DockerClient,
+    wheels: list[tuple[Wheel, dict[str, str]]],
+    out: Path,
+    work: Path,
+    log: Log,
+) -> dict[str, Installed]:
     """pip inside the image installs each wheel alone into ``out/<name>``, without network.
 
     ``wheels``: each wheel with its RECORD (checked on this machine before
@@ -53,7 +66,7 @@ def install_each_in_image(config: LambdaConfig, client, wheels: list[tuple[Wheel
     jobs = []
     for wheel, _ in wheels:
         local = link_or_copy(wheel.path, wheel_dir)
-        digest = wheel.dist.file.sha256 if wheel.how == "wheel" and wheel.dist.file else file_sha256(local)
+        digest = wheel.dist.sha256 if wheel.how == "wheel" else file_sha256(local)
         (job / f"{wheel.dist.name}.txt").write_text(
             f"{wheel.dist.name} @ file:///wheels/{local.name} --hash=sha256:{digest}\n")
         (out / wheel.dist.name).mkdir(parents=True, exist_ok=True)
@@ -80,7 +93,7 @@ def install_each_in_image(config: LambdaConfig, client, wheels: list[tuple[Wheel
     return installed
 
 
-def image_installer(config: LambdaConfig, work: Path, log: Log):
+def image_installer(config: LambdaConfig, work: Path, log: Log) -> tuple[str, ImageInstall]:
     """The packs' installer for ``installer = "docker"``: (the image's id, what installs missing packs' wheels)."""
     client = connect()
     try:
@@ -88,11 +101,12 @@ def image_installer(config: LambdaConfig, work: Path, log: Log):
         image_id = client.images.get(config.image_name).id
     finally:
         client.close()
+    assert image_id is not None, "the engine names every image by its digest"
 
-    def install(sources) -> dict[str, Installed]:
+    def install(sources: list[tuple[PackSource, Path]]) -> dict[str, Installed]:
         # Every wheel passes its checks before anything is installed.
         wheels = [(wheel, check_wheel(wheel)) for wheel in (Wheel(s.dist, path, s.how) for s, path in sources)]
-        with engine_with_image(connect(), config, log) as engine:
+        with engine_with_image(connect(), config.image_name, config.target.docker_platform, log) as engine:
             return install_each_in_image(config, engine, wheels, work / "installed", work, log)
 
     return image_id, install
@@ -105,9 +119,6 @@ def _staged_from_pip(root: Path, wheel: Wheel) -> StagedDistribution:
     target; RECORD names them with a leading ``../``. They are removed, as the
     wheels installer never installs them.
     """
-    from installer.records import parse_record_file
-    from installer.sources import WheelFile
-
     with WheelFile.open(wheel.path) as source:
         dist_info = source.dist_info_dir
     record = root / dist_info / "RECORD"

@@ -7,7 +7,7 @@ objects for the audit and the duplicate libraries, the library names its
 Python files mention). Every distribution becomes one: a wheel is unpacked with
 pypa/installer, or, with ``installer = "docker"``, installed by pip inside the
 Lambda image into a directory of its own. Zips are only ever assembled from
-packs (:mod:`.assemble`), by copying deflated bytes.
+packs (:mod:`hatch_lambda.assemble.zips`), by copying deflated bytes.
 
 Its key is everything that determines those bytes: the wheel's sha256 and file
 name, how it was installed (this machine, or which image), the target, the
@@ -18,37 +18,23 @@ sha256 of its data and its key, and one that fails is discarded and built again.
 
 from __future__ import annotations
 
-import ctypes
-import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import re
-import signal
-import sys
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from hatch_lambda.assemble.archive import Compressed, compress, tree_entries
-from hatch_lambda.assemble.audit import elf_objects
-from hatch_lambda.cache.entry import Entry
-from hatch_lambda.cache.store import (
-    key_of,
-)
+from hatch_lambda.cache.store import key_of
 from hatch_lambda.config.options import LambdaConfig
-from hatch_lambda.context import BuildContext
-from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
-from hatch_lambda.fetch.files import fetch_one, progress_for
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
-from hatch_lambda.packs.elf import ElfInfo
+from hatch_lambda.packs.deflate import Compressed, compress, tree_entries
+from hatch_lambda.packs.elf import ElfInfo, elf_objects
 from hatch_lambda.packs.strip import PruneReport, prune
 from hatch_lambda.packs.unpack import (
     StagedDistribution,
@@ -58,12 +44,8 @@ from hatch_lambda.packs.unpack import (
 )
 from hatch_lambda.runtime.target import Target
 
-if TYPE_CHECKING:
-    from hatch_lambda.packs.sources import PackSource
-
 INDEX = "index.json"
 DATA = "data"
-Log = Callable[[str], None]
 #: A shared library's name as Python code may spell it to load it by file name (ctypes).
 LIBRARY_NAME = re.compile(rb"[\w.+-]*\.so[\w.+-]*")
 
@@ -129,7 +111,9 @@ def load(directory: Path, key: str) -> Pack | None:
         data = (directory / DATA).read_bytes()
     except (OSError, ValueError):
         return None
-    if not isinstance(index, dict) or index.get("key") != key or hashlib.sha256(data).hexdigest() != index.get("sha256"):
+    if not isinstance(index, dict) or index.get("key") != key:
+        return None
+    if hashlib.sha256(data).hexdigest() != index.get("sha256"):
         return None
     view = memoryview(data)
     files = {}
@@ -181,7 +165,8 @@ def library_mentions(root: Path) -> tuple[str, ...]:
     for directory, _, files in os.walk(root):
         for name in files:
             if name.endswith(".py"):
-                found.update(m.decode("utf-8", "replace") for m in LIBRARY_NAME.findall(Path(directory, name).read_bytes()))
+                names = LIBRARY_NAME.findall(Path(directory, name).read_bytes())
+                found.update(m.decode("utf-8", "replace") for m in names)
     return tuple(sorted(found))
 
 
@@ -195,7 +180,7 @@ def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribut
     elf, _ = elf_objects(root)
     entries = tree_entries(root)
     deflated = list(pool.map(partial(compress, level=spec.level), [e.source for e in entries]))
-    files = {e.name: c for e, c in zip(entries, deflated)}
+    files = {e.name: c for e, c in zip(entries, deflated, strict=True)}
     described = contents(tree, pruned, sizes)[staged.name]
     return Pack(key, staged.name, staged.version, files, pruned, sum(c.size for c in files.values()), False,
                 record, tuple(elf), described, library_mentions(root), wheel)
@@ -212,113 +197,3 @@ def pack_from_wheel(spec: PackSpec, dist: Distribution, key: str, wheel: Path, h
         record = check_wheel(unpacked)
         staged = unpack(unpacked, root, spec.target, Path(scratch) / "discard")
         return pack_from_tree(spec, key, root, staged, record, wheel.name, pool)
-
-
-@dataclass(frozen=True)
-class Installed:
-    """A distribution pip installed in the image, alone in ``root`` (see :mod:`.docker_install`)."""
-
-    root: Path
-    staged: StagedDistribution
-    record: dict[str, str]
-
-
-#: name -> what the image installed, for the packs a docker build lacks (None: install on this machine).
-ImageInstall = Callable[[list[tuple["PackSource", Path]]], dict[str, Installed]]
-
-
-def packs_for(
-    spec: PackSpec,
-    sources: list[PackSource],
-    ctx: BuildContext,
-    lock_dir: Path,
-    *,
-    image: ImageInstall | None = None,
-) -> list[Pack]:
-    """Every source's pack, in the sources' order: read from the build's store, or built and stored there.
-
-    Downloads go to the cache. Two or more packs to build are built in worker
-    processes (one per core), since unpacking a wheel is mostly Python code that
-    holds the GIL; each worker deflates on threads as well. With ``image``, the
-    missing packs' wheels are installed in the Lambda image first, all at once.
-    """
-    store_dir, cache, work, log = ctx.store, ctx.cache, ctx.work / "packs", ctx.log
-    workers = os.cpu_count() or 1
-    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
-    installed: dict[str, Installed] = {}
-    if image is not None and missing:
-        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
-        installed = image(wheels)
-    processes = None
-    if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
-        # Forked (no re-import of the caller's main module, as spawn would do), and all at once
-        # now, before any thread of this build starts.
-        context = multiprocessing.get_context("fork")
-        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
-        processes.submit(int).result()
-    # Larger wheels first, so the two longest jobs do not end up last.
-    order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
-    progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
-    try:
-        with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
-
-            def one(source: PackSource) -> Pack:
-                entry = Entry(store_dir, "packs", source.key)
-                built = []
-
-                def make(temporary: Path) -> None:
-                    made = installed.get(source.dist.name) or source.wheel or fetch_one(
-                        source.dist, cache, lock_dir, progress=progress)
-                    job = (spec, source, temporary, work, made)
-                    failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
-                    if failure is not None:
-                        raise LambdaBuildError(*failure)
-                    built.append(True)
-
-                def damaged() -> None:
-                    log(f"  cached pack of {source.dist.pin} failed its check; building it again")
-
-                try:
-                    pack = entry.get(lambda path: load(path, source.key), make, damaged)
-                except OSError as exc:
-                    raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
-                                           "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
-                return dataclasses.replace(pack, reused=False) if built else pack
-
-            futures = {s.key: jobs.submit(one, s) for s in order}
-            return [futures[s.key].result() for s in sources]
-    finally:
-        if processes is not None:
-            processes.shutdown(cancel_futures=True)
-
-
-def die_with_parent(parent: int) -> None:
-    """Make a forked worker end when its build ends, however it ends (Linux's PR_SET_PDEATHSIG).
-
-    A worker left running after its build was killed would hold the build's
-    stdout and stderr open, so whoever waits for the build's output would wait
-    for ever, and it would keep the cache entry it is filling locked.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the build died before the line above took effect
-        os._exit(1)
-
-
-def build_into(
-    spec: PackSpec, source: PackSource, directory: Path, work: Path, made: Path | Installed
-) -> tuple[str, str | None] | None:
-    """Build one pack (from a wheel, or from what the image installed) into ``directory``; (problem, fix) of
-    a refusal instead of raising it (it may cross processes)."""
-    try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as deflaters:
-            if isinstance(made, Installed):
-                pack = pack_from_tree(spec, source.key, made.root, made.staged, made.record, source.filename,
-                                      deflaters)
-            else:
-                pack = pack_from_wheel(spec, source.dist, source.key, made, source.how, deflaters, work)
-            write(directory, pack)
-    except LambdaBuildError as exc:
-        return exc.problem, exc.fix
-    return None

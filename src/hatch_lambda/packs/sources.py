@@ -14,20 +14,18 @@ and everything else that decides the pack's bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.config.options import LambdaConfig
-from hatch_lambda.context import BuildContext
+from hatch_lambda.context import BuildContext, Log
 from hatch_lambda.fetch.builds import Wheel, git_build, host_build
 from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.fetch.sdists import sdist_wheels
 from hatch_lambda.hashing import file_sha256
 from hatch_lambda.lockfile.resolve import Distribution, Resolution
+from hatch_lambda.lockfile.wheels import LockedFile
 from hatch_lambda.packs.pack import PackSpec, pack_key
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -42,12 +40,16 @@ class PackSource:
 
     @property
     def filename(self) -> str:
-        return self.wheel.name if self.wheel is not None else self.dist.file.filename
+        if self.wheel is not None:
+            return self.wheel.name
+        assert self.dist.file is not None, "a pack without a built wheel is the lock's wheel"
+        return self.dist.file.filename
 
 
-def is_lock_wheel(dist: Distribution) -> bool:
-    """A wheel the lock names with its digest: its pack is known before anything is downloaded."""
-    return dist.file is not None and dist.file.kind == "wheel" and bool(dist.file.sha256)
+def lock_wheel(dist: Distribution) -> LockedFile | None:
+    """The wheel the lock names with its digest, if any: its pack is known before anything is downloaded."""
+    file = dist.file
+    return file if file is not None and file.kind == "wheel" and file.sha256 else None
 
 
 def pack_sources(
@@ -61,12 +63,14 @@ def pack_sources(
     work.mkdir(parents=True, exist_ok=True)
     out: dict[str, PackSource] = {}
     for dist in dists:
-        if is_lock_wheel(dist):
+        file = lock_wheel(dist)
+        if file is not None:
             # A wheel in the project tree is checked against the lock every build (it can change under it).
-            local = fetch_one(dist, cache, lock_dir) if dist.file.url is None else None
-            out[dist.name] = PackSource(dist, pack_key(spec, dist.file.sha256, dist.file.filename, installer),
-                                        "wheel", local, dist.file.sha256)
-    built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in dists if dist.is_local or dist.source_kind == "git"]
+            in_tree = fetch_one(dist, cache, lock_dir) if file.url is None else None
+            out[dist.name] = PackSource(dist, pack_key(spec, dist.sha256, file.filename, installer),
+                                        "wheel", in_tree, dist.sha256)
+    sources = [dist for dist in dists if dist.is_local or dist.source_kind == "git"]
+    built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in sources]
     sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
     if sdists:
         built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)

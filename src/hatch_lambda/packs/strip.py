@@ -1,4 +1,4 @@
-"""Stripping what Lambda never needs from a staged tree.
+"""Stripping what Lambda never needs from one distribution's unpacked tree.
 
 Default rules: ``__pycache__`` directories, ``*.pyc``/``*.pyo``, test
 directories inside packages (``pkg/tests/``, ``pkg/sub/test/``), and
@@ -6,7 +6,7 @@ directories inside packages (``pkg/tests/``, ``pkg/sub/test/``), and
 files, so ``importlib.metadata.version()`` and entry points keep working.
 C/C++ headers and Cython sources (``*.h``, ``*.hpp``, ``*.pyx``, ``*.pxd``,
 ``*.pxi``: only a compiler reads them); identical extra copies of a shared
-library that nothing loads by name go at assembly (see :mod:`.duplicates`).
+library that nothing loads by name go at assembly (see :mod:`hatch_lambda.assemble.duplicates`).
 ``strip-patterns`` adds gitignore-style patterns to drop; ``keep-patterns``
 protects paths from every rule.
 """
@@ -23,7 +23,9 @@ import pathspec
 
 HEADERS = (".h", ".hh", ".hpp", ".hxx", ".pyx", ".pxd", ".pxi")
 TEST_DIRS = frozenset({"tests", "test"})
-KEEP_DIST_INFO = re.compile(r"^(METADATA|entry_points\.txt|(LICEN[CS]E|COPYING|NOTICE|AUTHORS)[^/]*|licenses/.*)$", re.I)
+KEEP_DIST_INFO = re.compile(
+    r"^(METADATA|entry_points\.txt|(LICEN[CS]E|COPYING|NOTICE|AUTHORS)[^/]*|licenses/.*)$", re.IGNORECASE
+)
 
 
 @dataclass

@@ -1,21 +1,23 @@
-"""Wheels: checked, unpacked alone with pypa/installer, or built from a source tree.
+"""A wheel, checked and unpacked alone with pypa/installer into its own tree.
 
-A distribution without a wheel of its own (a workspace member, a path or
-directory source, an sdist, a git checkout) is built into a regular wheel with
-pypa/build on this machine. No pip, no resolver: exactly the lock's pins.
+Absolute paths, ``..`` and symbolic links are refused first; scripts, headers
+and data files go to a directory that is thrown away. No pip, no resolver:
+exactly the lock's pins.
 """
 
 from __future__ import annotations
 
 import stat
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
+from installer.records import RecordEntry
 from installer.sources import WheelFile
+from installer.utils import Scheme
 
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
@@ -26,8 +28,6 @@ from hatch_lambda.packs.checks import (
     installed_paths,
 )
 from hatch_lambda.runtime.target import Target
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ class StagedTree:
     root: Path
     target: Target
     distributions: tuple[StagedDistribution, ...]
-
-
-
-
 
 
 def check_wheel_entries(path: Path, dist: Distribution) -> None:
@@ -73,7 +69,8 @@ class _StagingDestination(SchemeDictionaryDestination):
     temporary path), so the layer's bytes would differ from build to build.
     """
 
-    def finalize_installation(self, scheme, record_file_path, records) -> None:
+    def finalize_installation(self, scheme: Scheme, record_file_path: str,
+                              records: Iterable[tuple[Scheme, RecordEntry]]) -> None:
         staged = [(file_scheme, record) for file_scheme, record in records if file_scheme in ("purelib", "platlib")]
         super().finalize_installation(scheme, record_file_path, staged)
 
@@ -104,14 +101,6 @@ def _installed_files(source: WheelFile, root: Path) -> Iterable[str]:
     """Paths the wheel put under ``root``, from its RECORD."""
     yield from installed_paths(source)
     yield f"{source.dist_info_dir}/INSTALLER"
-
-
-
-
-
-
-
-
 
 
 def check_wheel(wheel: Wheel) -> dict[str, str]:

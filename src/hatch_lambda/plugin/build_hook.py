@@ -17,8 +17,8 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 from hatch_lambda.config.options import FAT, LAYER
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.nesting import is_nested
 from hatch_lambda.plugin.builders import LambdaFatBuilder, LambdaLayerBuilder
-from hatch_lambda.plugin.nesting import is_nested
 
 HOOK = "lambda"
 SUBDIRECTORY = "lambda"

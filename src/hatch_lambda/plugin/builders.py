@@ -17,12 +17,12 @@ from hatchling.builders.constants import BuildEnvVars
 from hatchling.builders.plugin.interface import BuilderInterface
 from hatchling.builders.wheel import WheelBuilder
 
-from hatch_lambda.assemble.archive import Entry
 from hatch_lambda.assemble.manifest import MANIFEST, Manifest
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_toml
+from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.pipeline import build
 from hatch_lambda.plugin.secrets import filter_secrets
 

@@ -7,10 +7,10 @@ from hatch_lambda.plugin.builders import LambdaFatBuilder, LambdaLayerBuilder
 
 
 @hookimpl
-def hatch_register_builder():
+def hatch_register_builder() -> list[type]:
     return [LambdaLayerBuilder, LambdaFatBuilder]
 
 
 @hookimpl
-def hatch_register_build_hook():
+def hatch_register_build_hook() -> type:
     return LambdaBuildHook

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pathspec import GitIgnoreSpec
 
-from hatch_lambda.assemble.archive import Entry
+from hatch_lambda.packs.deflate import Entry
 
 SECRET_PATTERNS = (
     ".env",

@@ -1,15 +1,10 @@
-"""Installing inside the Lambda base image, through the Docker Engine API.
+"""The Docker engine the builds and checks use: where it is, the image on it, one container at a time.
 
-``installer = "docker"``: every distribution is installed by pip inside the
-image, exactly the lock's pins (``--no-deps``, with hashes). Wheels are
-downloaded on the host and mounted read-only; that container has no network.
-Sdists are first built into wheels in a container of their own, which alone
-gets network (``docker-network``), with the host's CA bundle and proxy
-variables.
-
-``installer = "auto"``: the lock's wheels are unpacked on the host; a package
-with only an sdist is built in the image when Docker is reachable, otherwise on
-the host (accepted only when pure Python).
+Each container runs with the image's entrypoint overridden, for the target's
+platform (``linux/amd64`` or ``linux/arm64``), as the invoking user, and is
+always removed. Only a container that builds sdists gets network
+(``docker-network``), with the host's CA bundle and proxy variables
+(:func:`network_environment`).
 """
 
 from __future__ import annotations
@@ -17,15 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from hatch_lambda.config.options import LambdaConfig
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 
-Log = Callable[[str], None]
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 PIP_QUIET = ["--disable-pip-version-check", "--no-cache-dir", "--no-input"]
 PIP_ENVIRONMENT = {"HOME": "/tmp", "PIP_ROOT_USER_ACTION": "ignore"}
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
@@ -36,7 +34,7 @@ def where_docker_is() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock (DOCKER_HOST is not set)"
 
 
-def connect():
+def connect() -> DockerClient:
     """A client for the engine DOCKER_HOST names, or an error saying where it looked."""
     try:
         import docker
@@ -44,7 +42,7 @@ def connect():
         client = docker.from_env(timeout=600)
         client.ping()
         return client
-    except Exception as exc:  # the SDK raises several unrelated types for "not there"
+    except Exception as exc:  # noqa: BLE001 - the SDK raises several unrelated types for "not there"
         raise LambdaBuildError(
             f"Docker is not reachable at {where_docker_is()}: {exc}",
             "start the Docker engine (or point DOCKER_HOST at one), "
@@ -56,7 +54,7 @@ def connect():
 class Container:
     """One container: image, platform, entrypoint overridden, always removed."""
 
-    client: object
+    client: DockerClient
     image: str
     platform: str
 
@@ -64,10 +62,11 @@ class Container:
                  environment: dict[str, str], what: str, log: Log) -> None:
         """Run ``command``; ``network`` None means none at all, "" the engine's default."""
         volumes = {str(source): {"bind": target, "mode": mode} for target, (source, mode) in mounts.items()}
+        options: dict[str, Any] = {}  # left out when not set, so the engine keeps its default
         if network is None:
-            options = {"network_disabled": True}
-        else:
-            options = {"network_mode": network} if network else {}
+            options["network_disabled"] = True
+        elif network:
+            options["network_mode"] = network
         import docker.errors
 
         try:
@@ -99,7 +98,6 @@ class Container:
             tail = "\n    ".join(output.strip().splitlines()[-20:])
             raise LambdaBuildError(f"pip failed in {self.image} while {what}:\n    {tail}")
 
-
     def not_runnable(self, what: str, detail: object) -> LambdaBuildError:
         return LambdaBuildError(
             f"the image {self.image} cannot run for {self.platform} on this Docker engine ({what}): {detail}",
@@ -108,7 +106,7 @@ class Container:
         )
 
 
-def ensure_image(client, image: str, platform: str, log: Log) -> None:
+def ensure_image(client: DockerClient, image: str, platform: str, log: Log) -> None:
     """Pull ``image`` for ``platform`` when it is absent, showing progress."""
     import docker.errors
 
@@ -157,31 +155,19 @@ def network_environment() -> tuple[dict[str, str], dict[str, tuple[Path, str]]]:
                 environment[variant] = os.environ[variant]
     mounts = {}
     paths = ssl.get_default_verify_paths()
-    bundle = next(
-        (Path(p) for p in (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile) if p and Path(p).is_file()),
-        None,
-    )
+    candidates = (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile)
+    bundle = next((Path(p) for p in candidates if p and Path(p).is_file()), None)
     if bundle is not None:
         mounts[CA_IN_CONTAINER] = (bundle.resolve(), "ro")
         environment.update(PIP_CERT=CA_IN_CONTAINER, SSL_CERT_FILE=CA_IN_CONTAINER, REQUESTS_CA_BUNDLE=CA_IN_CONTAINER)
     return environment, mounts
 
 
-
-
-
-
-
-
-
-
-
-
 @contextmanager
-def engine_with_image(client, config: LambdaConfig, log: Log) -> Iterator:
+def engine_with_image(client: DockerClient, image: str, platform: str, log: Log) -> Iterator[DockerClient]:
     """``client``, once the target's image is on the engine; closed afterwards."""
     try:
-        ensure_image(client, config.image_name, config.target.docker_platform, log)
+        ensure_image(client, image, platform, log)
         yield client
     finally:
         client.close()

@@ -13,15 +13,20 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.runtime.docker import connect, ensure_image
+from hatch_lambda.runtime.runtimes import DEFAULT_IMAGE
 from hatch_lambda.runtime.target import Target
 
-Log = Callable[[str], None]
-
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
 
 TIMEOUT = 900  # seconds for one interpreter run
 
@@ -109,7 +114,7 @@ class HostPython:
 class ImagePython:
     """The runtime's Python inside the Lambda image; no network, artifact mounted read-only."""
 
-    def __init__(self, client, image: str, target: Target) -> None:
+    def __init__(self, client: DockerClient, image: str, target: Target) -> None:
         self.client = client
         self.image = image
         self.target = target
@@ -138,13 +143,13 @@ class ImagePython:
             code = container.wait(timeout=TIMEOUT).get("StatusCode", 1)
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        except Exception as exc:  # the SDK raises requests' timeout types, among others
+        except Exception as exc:  # noqa: BLE001 - the SDK raises requests' timeout types, among others
             return "", f"the container did not finish: {exc}"
         finally:
             container.remove(force=True)
         return stdout, f"exit status {code}: {_tail(stderr)}"
 
-    def _create(self, script: str, argument: str, unpacked: Path, environment: dict[str, str]):
+    def _create(self, script: str, argument: str, unpacked: Path, environment: dict[str, str]) -> Container:
         volumes = {
             str(unpacked / "opt"): {"bind": "/opt", "mode": "ro"},
             str(unpacked / "var" / "task"): {"bind": "/var/task", "mode": "ro"},
@@ -177,9 +182,6 @@ def interpreter(target: Target, *, runner: str = "auto", image: str | None = Non
     if executable is not None:
         yield HostPython(executable, target.python)
         return
-    from hatch_lambda.config.options import DEFAULT_IMAGE
-    from hatch_lambda.runtime.docker import connect, ensure_image
-
     image = (image or DEFAULT_IMAGE).format(python=target.python, arch=target.arch)
     try:
         client = connect()

@@ -26,6 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+#: AWS's base image of each runtime; ``{python}`` and ``{arch}`` are filled in.
+DEFAULT_IMAGE = "public.ecr.aws/lambda/python:{python}"
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -49,7 +52,7 @@ class Runtime:
 
     def deprecation_warning(self, today: date) -> str | None:
         """One line with the dates, once the runtime is deprecated; else None."""
-        if not self.is_deprecated(today):
+        if self.deprecated is None or today < self.deprecated:
             return None
         blocked = []
         for what, when in (("creating functions", self.block_create), ("updating functions", self.block_update)):
