@@ -141,7 +141,7 @@ def python312() -> str | None:
     """A python3.12 interpreter, found the way the tests find one (PATH, pyenv)."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from buildutil import find_python
+        from helpers.lambda_run import find_python
 
         return find_python("3.12")
     except BaseException:  # noqa: BLE001 - the tests' helper skips when there is none

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "hatch_lambda"
+from helpers.projects import ROOT
+
+PACKAGE = ROOT / "src" / "hatch_lambda"
 #: The stages, in the order data flows through a build; a module imports only from
 #: its own stage, the shared modules, and earlier stages.
 STAGES = ("runtime", "config", "cache", "lockfile", "fetch", "packs", "assemble", "checks", "pipeline", "plugin", "cli")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import assert_zip_is_normalised, b64_of_hex, sha256_file
 from hatch_lambda.assemble.archive import directories, write_zip
 from hatch_lambda.packs.deflate import Entry, tree_entries
+
+from helpers.builds import assert_zip_is_normalised, b64_of_hex, sha256_file
 
 DEFAULT_DATE = (2020, 2, 2, 0, 0, 0)  # hatchling's default SOURCE_DATE_EPOCH, 1580601600
 

@@ -16,19 +16,11 @@ import sys
 
 import pytest
 
-from buildutil import (
-    LAYER,
-    NATIVE_EXPECTED,
-    RESULT_MARK,
-    configure,
-    copy_fixture,
-    elf_machines,
-    extract,
-    manifest,
-    sha256_file,
-)
-from conftest import _load_engine_module
-from dockerutil import docker_build
+from helpers import engine as engine_module
+from helpers.builds import elf_machines, extract, manifest, sha256_file
+from helpers.dockerutil import docker_build
+from helpers.lambda_run import RESULT_MARK
+from helpers.projects import LAYER, NATIVE_EXPECTED, configure, copy_fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -54,7 +46,7 @@ print(%r + json.dumps({"result": result, "machine": platform.machine(), "loaded"
 
 def call_in_arm64_python(rootfs, layer, function, tmp_path) -> dict:
     """The handler called by the arm64 python3.11 with the layer at /opt and the function at /var/task."""
-    eng = _load_engine_module()
+    eng = engine_module
     opt, task = extract(layer, tmp_path / "opt"), extract(function, tmp_path / "task")
     run = eng.run_in_rootfs(rootfs, ["/usr/bin/python3.11", "-I", "-S", "-B", "-c", CALL],
                             binds={opt: "/opt", task: "/var/task"}, env={"LANG": "C.UTF-8"}, cwd="/var/task")

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _load_engine_module, note
+from helpers import engine as engine_module
+from helpers.notes import note
 
-eng = _load_engine_module()
+eng = engine_module
 
 PYTHON = "/var/lang/bin/python3.11"
 ROOTFS_PYTHON = "/usr/bin/python3.11"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import session_cache
 from hatch_lambda.assemble.audit import (
     MB,
     SizeCheck,
@@ -27,7 +26,9 @@ from hatch_lambda.packs.unpack import StagedDistribution, StagedTree
 from hatch_lambda.runtime.base_system import BASE_LIBRARIES
 from hatch_lambda.runtime.target import Target
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.builds import session_cache
+from helpers.projects import ROOT
+
 EM_X86_64, EM_AARCH64 = 62, 183
 
 

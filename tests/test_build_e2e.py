@@ -23,33 +23,32 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import (
-    FAT,
-    LAYER,
-    NATIVE_EXPECTED,
-    ROOT,
+from helpers.builds import (
     Build,
     assert_zip_is_normalised,
     b64_of_hex,
     build_env,
-    configure,
-    copy_fixture,
     digests,
     elf_machines,
     extract,
     fresh_cache,
     hatchling_build,
-    invoke,
-    invoke_fat,
-    lambda_root,
     manifest,
-    plugin_wheelhouse,
-    read_pyproject,
-    run_python,
     sha256_file,
     top_level,
     zip_files,
     zip_names,
+)
+from helpers.lambda_run import invoke, invoke_fat, lambda_root, run_python
+from helpers.projects import (
+    FAT,
+    LAYER,
+    NATIVE_EXPECTED,
+    ROOT,
+    configure,
+    copy_fixture,
+    plugin_wheelhouse,
+    read_pyproject,
 )
 
 pytestmark = pytest.mark.network

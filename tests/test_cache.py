@@ -17,27 +17,16 @@ from pathlib import Path
 import pytest
 
 import hatch_lambda
-from buildutil import (
-    FAT,
-    LAYER,
-    NATIVE_EXPECTED,
-    build_env,
-    configure,
-    copy_fixture,
-    digests,
-    fresh_cache,
-    hatchling_build,
-    invoke,
-    lambda_root,
-    manifest,
-    uv_command,
-)
 from hatch_lambda.assemble.layer_cache import layer_key
 from hatch_lambda.cache import store as cache_module
 from hatch_lambda.cache.store import cache_dir, entries, prune_cache
 from hatch_lambda.config.options import load_config
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.packs.pack import PackSpec, pack_key
+
+from helpers.builds import build_env, digests, fresh_cache, hatchling_build, manifest
+from helpers.lambda_run import invoke, lambda_root
+from helpers.projects import FAT, LAYER, NATIVE_EXPECTED, configure, copy_fixture, uv_command
 
 pytestmark = pytest.mark.network
 

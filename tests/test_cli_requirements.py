@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from conftest import copy_fixture, fixture_path, run_cli, sha, write_project
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target
+
+from helpers.projects import copy_fixture, fixture_path, run_cli, sha, write_project
 
 PIN = re.compile(r"^[a-z0-9][a-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
 HASH_LINE = re.compile(r"^    --hash=sha256:[0-9a-f]{64}$")
@@ -377,7 +378,7 @@ def test_closed_stdout_is_not_a_traceback():
 
 def test_a_member_with_a_dynamic_version_is_named_by_its_directory():
     """uv locks no version for it: no ``dynmember==`` line, but one pip can install from."""
-    from conftest import FIXTURES
+    from helpers.projects import FIXTURES
 
     result = run_cli("requirements", str(FIXTURES / "dynamic-app"), "--python", "3.12")
     assert result.returncode == 0, result.stderr

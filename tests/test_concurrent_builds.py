@@ -14,13 +14,9 @@ import sys
 
 import pytest
 
-from buildutil import FAT, LAYER, OUT, build_env, copy_fixture, digests, hatchling_build
-from wheelserver import (
-    WheelServer,
-    assert_cache_holds_only_verified_files,
-    loopback_env,
-    point_lock_at,
-)
+from helpers.builds import build_env, digests, hatchling_build
+from helpers.projects import FAT, LAYER, OUT, copy_fixture
+from helpers.wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network
 

@@ -15,14 +15,15 @@ from functools import cache
 
 import pytest
 
-from corpus import CORPUS, case_ids, cases, projects
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import Lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.lockfile.wheels import NoFileError
 from hatch_lambda.runtime.target import Target
-from uvexport import exported_pins, identity
+
+from helpers.corpus import CORPUS, case_ids, cases, projects
+from helpers.uvexport import exported_pins, identity
 
 
 @cache
@@ -120,7 +121,7 @@ def test_every_corpus_project_is_credited_in_the_fixtures_readme():
 
 @pytest.mark.parametrize("project", [p for p in projects() if p.is_virtual], ids=lambda p: p.name)
 def test_hatch_lambda_build_at_a_virtual_root_lists_the_members_to_build(project, tmp_path):
-    from conftest import run_cli
+    from helpers.projects import run_cli
 
     result = run_cli("build", str(project.directory), "-d", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr

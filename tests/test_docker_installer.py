@@ -16,22 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import (
-    LAYER,
-    NATIVE_EXPECTED,
+from hatch_lambda.packs.elf import read_elf
+
+from helpers.builds import (
     assert_failed_cleanly,
-    configure,
-    copy_fixture,
     extract,
     fresh_cache,
     hatchling_build,
-    invoke,
-    lambda_root,
     manifest,
     sha256_file,
     zip_files,
 )
-from dockerutil import (
+from helpers.dockerutil import (
     app_with_sdists,
     docker_build,
     ensure_compiler_image,
@@ -42,7 +38,8 @@ from dockerutil import (
     unreachable,
     use_docker,
 )
-from hatch_lambda.packs.elf import read_elf
+from helpers.lambda_run import invoke, lambda_root
+from helpers.projects import LAYER, NATIVE_EXPECTED, configure, copy_fixture
 
 pytestmark = [
     pytest.mark.docker,

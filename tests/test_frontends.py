@@ -17,25 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import (
+from hatch_lambda.nesting import NESTED_ENV
+
+from helpers.builds import (
     BUILD_TIMEOUT,
-    FAT,
-    LAYER,
-    OUT,
     Build,
     assert_failed_cleanly,
     build_env,
-    copy_fixture,
     digests,
-    edit_pyproject,
     elf_machines,
     hatchling_build,
     manifest,
-    plugin_wheelhouse,
-    uv_command,
     zip_files,
 )
-from hatch_lambda.nesting import NESTED_ENV
+from helpers.projects import FAT, LAYER, OUT, copy_fixture, edit_pyproject, plugin_wheelhouse, uv_command
 
 pytestmark = pytest.mark.network
 

@@ -15,22 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from buildutil import (
-    FAT,
-    LAYER,
-    assert_failed_cleanly,
-    configure,
-    copy_fixture,
-    digests,
-    edit_pyproject,
-    hatchling_build,
-    invoke,
-    invoke_fat,
-    lambda_root,
-    manifest,
-    target_table,
-    zip_files,
-)
+from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest, zip_files
+from helpers.lambda_run import invoke, invoke_fat, lambda_root
+from helpers.projects import FAT, LAYER, configure, copy_fixture, edit_pyproject, target_table
 
 pytestmark = pytest.mark.network
 
@@ -224,7 +211,7 @@ def test_functions_whose_members_need_two_versions_cannot_share_a_layer(tmp_path
     root.write_text(root.read_text().replace(
         '[tool.uv.workspace]', '[tool.uv]\nconflicts = [[{ package = "api-svc" }, { package = "worker-svc" }]]\n\n'
                                '[tool.uv.workspace]'))
-    from buildutil import uv_lock
+    from helpers.projects import uv_lock
 
     uv_lock(project)
     build = hatchling_build(project, LAYER, cache=cache, check=False)
@@ -244,8 +231,7 @@ def test_a_function_without_package_keeps_the_project_as_its_root(tmp_path, cach
 
 
 def test_requirements_per_member_agree_with_uv_export(tmp_path):
-    from buildutil import uv_command
-    from conftest import run_cli
+    from helpers.projects import run_cli, uv_command
 
     project = copy_fixture("services-app", tmp_path)
     for member in ("api-svc", "worker-svc", "common"):
@@ -265,7 +251,7 @@ def test_requirements_per_member_agree_with_uv_export(tmp_path):
 
 
 def test_a_deprecated_runtime_builds_with_a_warning_giving_its_dates(tmp_path, cache):
-    from buildutil import uv_lock
+    from helpers.projects import uv_lock
 
     project = copy_fixture("cdk-app", tmp_path)
     pyproject = project / "pyproject.toml"
@@ -281,7 +267,7 @@ def test_a_deprecated_runtime_builds_with_a_warning_giving_its_dates(tmp_path, c
 
 def test_fat_closures_hold_when_assembled_from_cached_packs(tmp_path, cache):
     """Members with only wheels from the index: the fat zips come from packs, each with its own closure."""
-    from buildutil import uv_lock
+    from helpers.projects import uv_lock
 
     project = copy_fixture("services-app", tmp_path)
     for member, module in (("api", "api_svc/handler.py"), ("worker", "worker_svc/main.py")):

@@ -19,12 +19,13 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import copy_fixture, fixture_path
 from hatch_lambda.config.options import _KEYS, FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_lock
 from hatch_lambda.lockfile.resolve import Resolution, resolve
 from hatch_lambda.runtime.target import Target
+
+from helpers.projects import copy_fixture, fixture_path
 
 FIXTURES = ("native-app", "extras-app", "workspace-app", "sources-app", "forked-app", "markers-app")
 TARGET = Target("3.11", "x86_64")

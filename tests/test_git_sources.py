@@ -17,19 +17,14 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from buildutil import (
-    LAYER,
-    assert_failed_cleanly,
-    hatchling_build,
-    invoke,
-    lambda_root,
-    manifest,
-    uv_lock,
-)
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import parse_git_source
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
+
+from helpers.builds import assert_failed_cleanly, hatchling_build, manifest
+from helpers.lambda_run import invoke, lambda_root
+from helpers.projects import LAYER, uv_lock
 
 COMMIT = "c25dbc07fdc03aed81aff5c705457c0b9c54a837"
 

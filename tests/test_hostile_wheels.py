@@ -19,22 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import (
-    LAYER,
-    OUT,
-    configure,
-    copy_fixture,
-    digests,
-    edit_pyproject,
-    hatchling_build,
-    local_project,
-    make_wheel,
-    manifest,
-    zip_files,
-)
-from conftest import uv_command
 from test_build_errors import rebuild_fails
-from wheelserver import WheelServer, loopback_env, point_lock_at
+
+from helpers.builds import digests, hatchling_build, manifest, zip_files
+from helpers.projects import LAYER, OUT, configure, copy_fixture, edit_pyproject, local_project, make_wheel, uv_command
+from helpers.wheelserver import WheelServer, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network  # the projects' build requirements come from the index
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import FAT, LAYER, OUT, copy_fixture, hatchling_build, manifest
-from conftest import run_cli
 from hatch_lambda.fetch.files import fetch_one
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.packs.contents import top_level_modules
 from hatch_lambda.runtime.interpreters import host_python
 from hatch_lambda.runtime.target import Target
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.builds import hatchling_build, manifest
+from helpers.projects import FAT, LAYER, OUT, ROOT, copy_fixture, run_cli
+
 NATIVE_DISTS = {"pyyaml", "markupsafe", "orjson"}
 
 

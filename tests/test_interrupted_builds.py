@@ -23,25 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from buildutil import (
-    LAYER,
-    OUT,
-    build_env,
-    copy_fixture,
-    digests,
-    hatchling_build,
-    local_project,
-    make_wheel,
-    manifest,
-    sha256_file,
-    zip_files,
-)
-from wheelserver import (
-    WheelServer,
-    assert_cache_holds_only_verified_files,
-    loopback_env,
-    point_lock_at,
-)
+from helpers.builds import build_env, digests, hatchling_build, manifest, sha256_file, zip_files
+from helpers.projects import LAYER, OUT, copy_fixture, local_project, make_wheel
+from helpers.wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
 
 pytestmark = pytest.mark.network  # build requirements and the first downloads come from the index
 

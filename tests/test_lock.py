@@ -7,11 +7,12 @@ import re
 
 import pytest
 
-from conftest import copy_fixture, fixture_path, sha, write_project
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
+
+from helpers.projects import copy_fixture, fixture_path, sha, write_project
 
 INDEX = "https://pypi.org/simple"
 T311 = Target("3.11", "x86_64")

@@ -26,7 +26,7 @@ def test_encode_extra_and_group_as_uv_does():
 
 def test_encoded_names_match_a_real_lock():
     # The conflict marker uv wrote into the extras-app fixture.
-    from conftest import fixture_path
+    from helpers.projects import fixture_path
 
     text = (fixture_path("extras-app") / "uv.lock").read_text()
     assert f"extra == '{encode_extra('extras-app', 'legacy')}'" in text

@@ -11,20 +11,15 @@ import os
 
 import pytest
 
-from buildutil import (
-    LAYER,
-    assert_failed_cleanly,
-    copy_fixture,
-    digests,
-    hatchling_build,
-    manifest,
-)
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.download import RetryPolicy, download
 from hatch_lambda.fetch.files import fetch_one
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.lockfile.wheels import LockedFile
-from wheelserver import (
+
+from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest
+from helpers.projects import LAYER, copy_fixture
+from helpers.wheelserver import (
     WheelServer,
     assert_cache_holds_only_verified_files,
     cache_files,

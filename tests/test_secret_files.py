@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from buildutil import FAT, LAYER, configure, copy_fixture, hatchling_build, zip_files
 from hatch_lambda.config.options import load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.plugin.secrets import filter_secrets
+
+from helpers.builds import hatchling_build, zip_files
+from helpers.projects import FAT, LAYER, configure, copy_fixture
 
 SECRETS = [
     "native_app/.env",

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, copy_fixture, uv_command
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.freshness import check_fresh
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
+
+from helpers.projects import FIXTURES, copy_fixture, uv_command
 
 T311 = Target("3.11", "x86_64")
 T312 = Target("3.12", "x86_64")
@@ -347,7 +348,7 @@ SIX_URL = "https://files.example/six-1.17.0-py2.py3-none-any.whl"
 @pytest.mark.parametrize("locked_with_source", [False, True])
 @pytest.mark.parametrize("declared_with_source", [False, True])
 def test_adding_or_removing_a_source(tmp_path, locked_with_source, declared_with_source):
-    from conftest import sha, write_project
+    from helpers.projects import sha, write_project
 
     if locked_with_source:
         text = SOURCED_LOCK.format(

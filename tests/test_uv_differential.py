@@ -15,11 +15,12 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from conftest import FIXTURES
 from hatch_lambda.lockfile.file import find_lock, read_lock
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.runtime.target import Target
-from uvexport import Selection, exported_pins, identity
+
+from helpers.projects import FIXTURES
+from helpers.uvexport import Selection, exported_pins, identity
 
 PYTHONS = ("3.11", "3.12", "3.13")
 ARCHES = ("x86_64", "arm64")

@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def requirement_lines(resolution: Resolution, *, hashes: bool = False, show_files: bool = False) -> list[str]:
     """One line per distribution, in pip's requirements format."""
     lock_dir = resolution.lock_path.parent

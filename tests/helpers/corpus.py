@@ -19,9 +19,10 @@ from hatch_lambda.lockfile.file import Lock, read_lock
 from hatch_lambda.lockfile.workspace import workspace_members
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target
-from uvexport import Selection
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.projects import ROOT
+from helpers.uvexport import Selection
+
 CORPUS = ROOT / "fixtures" / "corpus"
 PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 ARCHES = ("x86_64", "arm64")

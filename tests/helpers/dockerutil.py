@@ -17,7 +17,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from buildutil import LAYER, Build, configure, digests, hatchling_build, uv_lock
+import pytest
+
+from helpers.builds import Build, digests, hatchling_build
+from helpers.projects import LAYER, configure, uv_lock
 
 #: Tag of the stand-in image with a C compiler and Python's headers added.
 COMPILER_IMAGE = "hatch-lambda-test/python-cc:3.11"
@@ -205,3 +208,42 @@ def ensure_compiler_image(client, base: str, tag: str = COMPILER_IMAGE) -> str:
     finally:
         container.remove(force=True)
     return tag
+
+
+# --------------------------------------------------------------------------
+# the engine the fixtures give
+
+
+def in_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def docker_unavailable(reason: str):
+    """Skip, or fail when CI is set: CI must never silently skip the Docker tests."""
+    if in_ci():
+        pytest.fail(f"Docker tests cannot run (CI is set, so this fails instead of skipping): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+class DockerTestEngine:
+    """What the ``docker_engine`` fixture yields."""
+
+    def __init__(self, base_url: str, image: str, client, engine=None):
+        self.base_url = base_url  # unix://... of the engine
+        self.image = image  # tag of the Lambda stand-in image
+        self.client = client  # docker.DockerClient
+        self.engine = engine  # engine.Engine we started, or None when reused
+
+    def __repr__(self) -> str:
+        return f"DockerTestEngine(base_url={self.base_url!r}, image={self.image!r})"
+
+
+class DockerTestEngineArm64(DockerTestEngine):
+    """What the ``docker_engine_arm64`` fixture yields: the same engine, the arm64 image."""
+
+    platform = "linux/arm64"  # pass as platform= when running ``image``
+
+    def __repr__(self) -> str:
+        return f"DockerTestEngineArm64(base_url={self.base_url!r}, image={self.image!r})"

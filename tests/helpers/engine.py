@@ -2,9 +2,9 @@
 
 Used by the test-suite (see ``conftest.py``) and usable from a shell::
 
-    python tests/engine.py start --workdir DIR   # prints DOCKER_HOST=unix://...
-    DOCKER_HOST=unix://... python tests/engine.py image
-    python tests/engine.py stop --workdir DIR
+    python tests/helpers/engine.py start --workdir DIR   # prints DOCKER_HOST=unix://...
+    DOCKER_HOST=unix://... python tests/helpers/engine.py image
+    python tests/helpers/engine.py stop --workdir DIR
 
 Nothing here depends on pytest.  The engine is a ``dockerd`` started in the
 background with its own data-root, exec-root, pidfile and unix socket, without
@@ -25,8 +25,8 @@ debootstrapped for arm64, which runs through qemu's user-mode emulator:
 binfmt_misc hands it every aarch64 executable, in chroots and containers too
 (see :func:`ensure_arm64_emulation`)::
 
-    python tests/engine.py emulation              # qemu-user-static + binfmt entry
-    DOCKER_HOST=unix://... python tests/engine.py image --arch arm64
+    python tests/helpers/engine.py emulation              # qemu-user-static + binfmt entry
+    DOCKER_HOST=unix://... python tests/helpers/engine.py image --arch arm64
 
 ``docker import`` records the engine's own architecture, so the arm64 image's
 config is rewritten to say arm64 (see :func:`ensure_lambda_image`).  The arm64

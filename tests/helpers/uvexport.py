@@ -10,9 +10,7 @@ is not an index, as uv export writes it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +22,8 @@ from hatch_lambda.fetch.git import parse_git_source
 from hatch_lambda.lockfile.file import Lock, source_kind
 from hatch_lambda.lockfile.markers import encode_extra, encode_group, evaluate
 from hatch_lambda.runtime.target import Target
+
+from helpers.projects import uv_command
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class Selection:
         parts += [f"package={self.package}"] if self.package else []
         parts += [f"prune={p}" for p in self.prune]
         return ",".join(parts) or "base"
-
-
-def uv_command() -> list[str]:
-    found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
 
 
 @cache
