@@ -9,10 +9,8 @@ to.
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from helpers import engine as engine_module
 from helpers.notes import note
+from helpers.projects import pip_download
 
 eng = engine_module
 
@@ -184,18 +183,8 @@ def test_rootfs_refuses_binds_through_symlinks(arm64_rootfs, tmp_path):
 def numpy_aarch64(tmp_path_factory) -> Path:
     """numpy's cp311 aarch64 wheel from the package index, unzipped; the directory holding ``numpy/``."""
     wheels = tmp_path_factory.mktemp("numpy-aarch64-wheel")
-    download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-         "--platform", "manylinux2014_aarch64", "--python-version", "3.11",
-         "--implementation", "cp", "--abi", "cp311", "--no-deps",
-         f"numpy=={NUMPY_VERSION}", "-d", str(wheels)],
-        capture_output=True, text=True, timeout=600,
-    )
-    if download.returncode != 0:
-        message = f"cannot download numpy=={NUMPY_VERSION} for aarch64: {download.stderr[-2000:]}"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    pip_download(f"numpy=={NUMPY_VERSION}", wheels, "--platform", "manylinux2014_aarch64", "--python-version", "3.11",
+                 "--implementation", "cp", "--abi", "cp311")
     (wheel,) = wheels.glob(f"numpy-{NUMPY_VERSION}-cp311-cp311-*aarch64*.whl")
     assert "manylinux2014_aarch64" in wheel.name or "manylinux_2_17_aarch64" in wheel.name
     site = tmp_path_factory.mktemp("numpy-aarch64")

@@ -140,7 +140,7 @@ def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[E
 
 
 def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], ctx: BuildContext) -> dict[str, Proof]:
-    """Every handler a function names, imported from the zips just written (see :mod:`.handlers`)."""
+    """Every handler a function names, imported from the zips just written (see :mod:`.checks.handlers`)."""
     if not any(f.handler for f in config.functions):
         return {}
     by_name = {item.path.name: item.path for item in written}

@@ -221,3 +221,19 @@ def local_project(directory: Path, name: str, dependencies: dict[str, str], *, p
     (directory / "pyproject.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
     uv_lock(directory)
     return directory
+
+
+def pip_download(requirement: str, directory: Path, *options: str, timeout: int = 600) -> None:
+    """``pip download --no-deps --only-binary=:all:`` from the package index; skipped without one, failed under CI."""
+    from helpers.dockerutil import in_ci
+
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *options,
+         requirement, "-d", str(directory)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if download.returncode != 0:
+        message = f"cannot download {requirement} from the package index: {download.stderr[-2000:]}"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)

@@ -64,10 +64,16 @@ def find_artifacts(path: Path) -> list[Artifact]:
     raise LambdaBuildError(f"{path} does not exist", "give a zip built by hatch-lambda, or its output directory")
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--python`` / ``--arch`` of the commands that read built artifacts (see :func:`target_of`)."""
+def artifact_command(
+    commands: argparse._SubParsersAction, name: str, help: str, path_help: str
+) -> argparse.ArgumentParser:
+    """A command that reads built artifacts: ``PATH``, ``--python`` / ``--arch`` (see :func:`target_of`), ``--json``."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    parser.add_argument("path", type=Path, help=path_help)
     parser.add_argument("--python", help=f"Lambda python version ({', '.join(RUNTIMES)}); default: from manifest.json")
     parser.add_argument("--arch", help="x86_64 or arm64; default: from manifest.json, else x86_64")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
 
 
 def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Target:

@@ -13,7 +13,7 @@ from pathlib import Path
 from hatch_lambda.assemble.audit import audit_root
 from hatch_lambda.checks.artifacts import (
     Artifact,
-    add_target_arguments,
+    artifact_command,
     find_artifacts,
     target_of,
 )
@@ -179,13 +179,11 @@ def render(report: ArtifactReport) -> str:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "inspect",
+    parser = artifact_command(
+        commands, "inspect",
         help="sizes by distribution, what stripping removed, and the native-code audit of a built artifact",
+        path_help="a zip, the output directory (with manifest.json), or an unpacked tree",
     )
-    parser.add_argument("path", type=Path, help="a zip, the output directory (with manifest.json), or an unpacked tree")
-    add_target_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.set_defaults(handler=run)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from hatch_lambda.checks.artifacts import (
     FUNCTION_KIND,
     Artifact,
-    add_target_arguments,
+    artifact_command,
     find_artifacts,
     target_of,
 )
@@ -20,19 +19,17 @@ from hatch_lambda.runtime.target import Target
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "verify",
+    parser = artifact_command(
+        commands, "verify",
         help="import every top-level module of a layer or fat zip with the runtime's Python, as Lambda would",
+        path_help="a layer or fat zip, or the output directory (with manifest.json)",
     )
-    parser.add_argument("path", type=Path, help="a layer or fat zip, or the output directory (with manifest.json)")
-    add_target_arguments(parser)
     parser.add_argument("--skip", action="append", default=[], metavar="MODULE",
                         help="a top-level module not to import (it cannot be imported on its own)")
     parser.add_argument("--runner", choices=RUNNERS, default="auto",
                         help="host: this machine's pythonX.Y; docker: the Lambda image; "
                              "auto (default): host when its version and CPU match, else docker")
     parser.add_argument("--image", help="image for the docker runner (default: public.ecr.aws/lambda/python:{python})")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=run)
 
 

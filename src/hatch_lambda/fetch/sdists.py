@@ -18,10 +18,6 @@ from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel, host_build
 from hatch_lambda.lockfile.resolve import Distribution
-
-if TYPE_CHECKING:
-    from docker import DockerClient
-
 from hatch_lambda.runtime.docker import (
     PIP_ENVIRONMENT,
     PIP_QUIET,
@@ -32,6 +28,9 @@ from hatch_lambda.runtime.docker import (
     network_environment,
     where_docker_is,
 )
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 
 def build_sdists_in_image(

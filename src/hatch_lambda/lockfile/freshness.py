@@ -9,7 +9,7 @@ compared); whether a ``[tool.uv.sources]`` entry gives the package its source.
 
 Only what is static is compared. A field listed in ``[project] dynamic`` is
 computed by the build backend: for ``dependencies`` and
-``optional-dependencies`` the backend is asked (:mod:`.source_metadata`) when
+``optional-dependencies`` the backend is asked (:mod:`.dynamic`) when
 the project's source tree is there, otherwise the lock is trusted; either way a
 note says which.
 

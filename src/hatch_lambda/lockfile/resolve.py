@@ -140,7 +140,7 @@ def resolve(
     _check_requested(lock, root_entry, extras, groups)
     _check_conflicts(lock, root, extras, groups)
 
-    entries = _walk(lock, root_entry, target, extras, groups, exclude)
+    entries = _Walk(lock, root_entry, target, extras, groups, frozenset(exclude)).entries()
     distributions = []
     missing = []
     for entry in entries:
@@ -282,31 +282,70 @@ def _check_one_version_each(lock: Lock, distributions: list[Distribution]) -> No
             )
 
 
-def _walk(
-    lock: Lock,
-    root: dict,
-    target: Target,
-    extras: tuple[str, ...],
-    groups: tuple[str, ...],
-    exclude: set[str],
-) -> list[dict]:
-    """All entries reachable from ``root``; repeated until the active extras settle.
+@dataclass(frozen=True)
+class _Walk:
+    """The graph walk from one root, for one target, extras, groups and exclusions."""
 
-    Conflict markers (``extra == 'extra-3-pkg-cpu'``) depend on which extras and
-    groups are active anywhere in the graph, as uv judges them: the root's
-    project, extras and groups, and each extra an edge that holds turns on
-    (``pkg[cpu]``). That is only known after a walk; one more walk confirms it.
-    An edge's own extras count as active when its marker is judged, so
-    ``pkg -> pkg-slim[x]`` marked ``extra == 'extra-8-pkg-slim-x' or ...`` holds.
-    """
-    root_name = canonicalize_name(root["name"])
-    active = {encode_project(root_name)}
-    active |= {encode_extra(root_name, e) for e in extras} | {encode_group(root_name, g) for g in groups}
-    while True:
-        entries, activated = _walk_once(lock, root, target, extras, groups, exclude, frozenset(active))
-        if activated <= active:
-            return entries
-        active |= activated
+    lock: Lock
+    root: dict
+    target: Target
+    extras: tuple[str, ...]
+    groups: tuple[str, ...]
+    exclude: frozenset[str]
+
+    def entries(self) -> list[dict]:
+        """All entries reachable from the root; repeated until the active extras settle.
+
+        Conflict markers (``extra == 'extra-3-pkg-cpu'``) depend on which extras and
+        groups are active anywhere in the graph, as uv judges them: the root's
+        project, extras and groups, and each extra an edge that holds turns on
+        (``pkg[cpu]``). That is only known after a walk; one more walk confirms it.
+        An edge's own extras count as active when its marker is judged, so
+        ``pkg -> pkg-slim[x]`` marked ``extra == 'extra-8-pkg-slim-x' or ...`` holds.
+        """
+        root_name = canonicalize_name(self.root["name"])
+        active = {encode_project(root_name)}
+        active |= {encode_extra(root_name, e) for e in self.extras}
+        active |= {encode_group(root_name, g) for g in self.groups}
+        while True:
+            entries, activated = self.once(frozenset(active))
+            if activated <= active:
+                return entries
+            active |= activated
+
+    def once(self, active: frozenset[str]) -> tuple[list[dict], set[str]]:
+        """One walk: (entries in discovery order, pseudo-extras the edges activated)."""
+        lock, root = self.lock, self.root
+        environment = self.target.marker_environment
+        seen: set[tuple[int, str | None]] = set()
+        order: dict[int, dict] = {id(root): root}
+        activated: set[str] = set()
+        # Work items are (parent, edges): the root's base dependencies and the
+        # extras and groups asked for; a reached package adds its base edges and
+        # the optional-dependencies of each extra its incoming edge names.
+        stack: list[tuple[dict, list[dict]]] = [(root, root.get("dependencies", []))]
+        stack += [(root, _section(root, "optional-dependencies", e)) for e in self.extras]
+        stack += [(root, _section(root, "dev-dependencies", g)) for g in self.groups]
+        while stack:
+            parent, edges = stack.pop()
+            scope = canonicalize_name(parent["name"])
+            for edge in edges:
+                name = canonicalize_name(edge["name"])
+                own = {encode_extra(name, e) for e in edge.get("extra", [])}
+                if name in self.exclude or not _follow(edge, environment, active | own, lock, scope):
+                    continue
+                child = _edge_target(lock, edge, parent["name"])
+                order.setdefault(id(child), child)
+                for extra in (None, *(canonicalize_name(e) for e in edge.get("extra", []))):
+                    if (id(child), extra) in seen:
+                        continue
+                    seen.add((id(child), extra))
+                    if extra is None:
+                        stack.append((child, child.get("dependencies", [])))
+                    else:
+                        activated.add(encode_extra(name, extra))
+                        stack.append((child, _section(child, "optional-dependencies", extra)))
+        return list(order.values()), activated
 
 
 def _section(entry: dict, table: str, name: str) -> list[dict]:
@@ -314,48 +353,6 @@ def _section(entry: dict, table: str, name: str) -> list[dict]:
         if canonicalize_name(key) == name:
             return edges
     return []
-
-
-def _walk_once(
-    lock: Lock,
-    root: dict,
-    target: Target,
-    extras: tuple[str, ...],
-    groups: tuple[str, ...],
-    exclude: set[str],
-    active: frozenset[str],
-) -> tuple[list[dict], set[str]]:
-    """One walk: (entries in discovery order, pseudo-extras the edges activated)."""
-    environment = target.marker_environment
-    seen: set[tuple[int, str | None]] = set()
-    order: dict[int, dict] = {id(root): root}
-    activated: set[str] = set()
-    # Work items are (parent, edges): the root's base dependencies and the
-    # extras and groups asked for; a reached package adds its base edges and
-    # the optional-dependencies of each extra its incoming edge names.
-    stack: list[tuple[dict, list[dict]]] = [(root, root.get("dependencies", []))]
-    stack += [(root, _section(root, "optional-dependencies", e)) for e in extras]
-    stack += [(root, _section(root, "dev-dependencies", g)) for g in groups]
-    while stack:
-        parent, edges = stack.pop()
-        scope = canonicalize_name(parent["name"])
-        for edge in edges:
-            name = canonicalize_name(edge["name"])
-            own = {encode_extra(name, e) for e in edge.get("extra", [])}
-            if name in exclude or not _follow(edge, environment, active | own, lock, scope):
-                continue
-            child = _edge_target(lock, edge, parent["name"])
-            order.setdefault(id(child), child)
-            for extra in (None, *(canonicalize_name(e) for e in edge.get("extra", []))):
-                if (id(child), extra) in seen:
-                    continue
-                seen.add((id(child), extra))
-                if extra is None:
-                    stack.append((child, child.get("dependencies", [])))
-                else:
-                    activated.add(encode_extra(name, extra))
-                    stack.append((child, _section(child, "optional-dependencies", extra)))
-    return list(order.values()), activated
 
 
 def _edge_target(lock: Lock, edge: dict, parent: str) -> dict:

@@ -125,5 +125,5 @@ def check_shape(data: dict, path: Path) -> None:
 
 
 def check_package_shape(entry: object, index: int, path: Path) -> None:
-    """The same check for one ``[[package]]`` table, read on its own (see :mod:`.lock_file`)."""
+    """The same check for one ``[[package]]`` table, read on its own (see :mod:`.file`)."""
     _check(entry, PACKAGE, f"package[{index}]", path)

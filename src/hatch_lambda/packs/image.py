@@ -24,10 +24,6 @@ from hatch_lambda.packs.build import ImageInstall, Installed
 from hatch_lambda.packs.sources import PackSource
 from hatch_lambda.packs.strip import remove_empty_dirs
 from hatch_lambda.packs.unpack import StagedDistribution, check_wheel
-
-if TYPE_CHECKING:
-    from docker import DockerClient
-
 from hatch_lambda.runtime.docker import (
     PIP_ENVIRONMENT,
     PIP_QUIET,
@@ -37,6 +33,9 @@ from hatch_lambda.runtime.docker import (
     ensure_image,
     link_or_copy,
 )
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 #: Run inside the image: one pip install per wheel, each into a directory of its own.
 INSTALL_EACH = r"""

@@ -84,7 +84,7 @@ def prune(root: Path, *, strip: bool = True, drop: tuple[str, ...] = (), keep: t
     """Remove files from ``root`` by the rules; empty directories go too.
 
     Identical library copies are judged later, across the whole artifact, as
-    packs are assembled (:mod:`.duplicates`).
+    packs are assembled (:mod:`hatch_lambda.assemble.duplicates`).
     """
     report = PruneReport()
     drop_spec, keep_spec = _spec(drop), _spec(keep)

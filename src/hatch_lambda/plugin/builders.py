@@ -1,7 +1,7 @@
 """The hatchling builders ``lambda-layer`` and ``lambda-fat``.
 
 Thin glue: read the target's table, collect each function's code the way
-hatch's wheel target selects files, and hand over to :mod:`.pipeline`.
+hatch's wheel target selects files, and hand over to :mod:`hatch_lambda.pipeline`.
 """
 
 from __future__ import annotations

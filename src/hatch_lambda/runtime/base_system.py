@@ -1,6 +1,6 @@
 """What the Lambda Python runtimes' base system provides to native code, as data.
 
-The audit (:mod:`.audit`) accepts a ``DT_NEEDED`` library when it is in the
+The audit (:mod:`hatch_lambda.assemble.audit`) accepts a ``DT_NEEDED`` library when it is in the
 artifact or named here, and checks ``GLIBCXX_``/``CXXABI_`` symbol versions
 against the runtime's ``libstdc++.so.6``.
 
