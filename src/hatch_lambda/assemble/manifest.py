@@ -1,9 +1,11 @@
 """``manifest.json``: what a build wrote, one section per target, beside the zips; typed.
 
 The file is ``{"format": 1, "targets": {"lambda-layer": <Section>, ...}}``.
-Every reader goes through :meth:`Manifest.read` and reads attributes; a
-section of an older build (keys missing) reads with their defaults, and one
-that is not a table at all is left out.
+Every reader goes through :meth:`Manifest.read` (the build: a section it
+cannot read is left out, it is rewritten anyway) or :meth:`Manifest.load`
+(``inspect`` and ``verify``: anything wrong is one error naming the key) and
+reads attributes; a section of an older build (keys missing) reads with their
+defaults. The files a manifest names are plain names in its own directory.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_lambda.jsondata import Json
+from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.jsondata import Json, ShapeError
 from hatch_lambda.packs.contents import DistributionContents
 
 MANIFEST = "manifest.json"
@@ -130,7 +133,56 @@ class Manifest:
                 continue  # not a section this reader understands
         return cls(sections)
 
+    @classmethod
+    def load(cls, directory: Path) -> Manifest:
+        """``directory/manifest.json`` checked whole (empty when there is none): one error for anything wrong."""
+        path = directory / MANIFEST
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _bad(path, f"cannot be read: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise _bad(path, f"is not JSON: {exc}") from None
+        try:
+            if not isinstance(data, dict) or "targets" not in data or not isinstance(data["targets"], dict):
+                raise ShapeError("expected an object with a 'targets' object")
+            targets = data["targets"]
+            sections = {kind: Section.from_json(section, f"targets.{kind}") for kind, section in targets.items()}
+        except ShapeError as exc:
+            raise _bad(path, f"is not a manifest hatch-lambda wrote: {exc}") from None
+        for kind, section in sections.items():
+            _confine(path, kind, section)
+        return cls(sections)
+
     def write(self, path: Path) -> None:
         """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
         data = {"format": FORMAT, "targets": {kind: section.to_json() for kind, section in self.sections.items()}}
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _bad(path: Path, what: str) -> LambdaBuildError:
+    return LambdaBuildError(f"{path} {what}",
+                            f"build again to write a new {MANIFEST}, or remove it (then give --python and --arch)")
+
+
+def plain_name(name: str) -> bool:
+    """A file name in the manifest's own directory: no separator, no ``..``."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _confine(path: Path, kind: str, section: Section) -> None:
+    named = [(f"artifacts[{n}].file", item.file) for n, item in enumerate(section.artifacts)]
+    named += [(f"functions.{name}.filename", item.filename) for name, item in section.functions.items()]
+    if section.layer is not None:
+        named.append(("layer.filename", section.layer.filename))
+    for key, name in named:
+        if not plain_name(name):
+            raise LambdaBuildError(
+                f"{path}: targets.{kind}.{key} is {name!r}, not a file name in the manifest's directory",
+                "a manifest names the zips beside it by their plain names: build again to write a new "
+                f"{MANIFEST}, or correct the entry",
+            )
