@@ -8,11 +8,11 @@ Used by ``hatch-lambda inspect`` and ``hatch-lambda verify``. PATH is a zip
 from __future__ import annotations
 
 import argparse
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from hatch_lambda.assemble.manifest import Manifest, Section
+from hatch_lambda.checks.zipread import Unsafe, reading, unpack
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target
@@ -35,11 +35,8 @@ class Artifact:
 
 
 def _guess_kind(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [name for name in archive.namelist() if not name.endswith("/")]
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise LambdaBuildError(f"{path} is not a readable zip file: {exc}") from None
+    with reading(path) as archive:
+        names = [name for name in archive.namelist() if not name.endswith("/")]
     return LAYER_KIND if names and all(name.startswith("python/") for name in names) else FAT_KIND
 
 
@@ -54,10 +51,10 @@ def _describe(path: Path, manifest: Manifest) -> Artifact:
 def find_artifacts(path: Path) -> list[Artifact]:
     """The artifacts PATH stands for, with their manifest sections."""
     if path.is_file():
-        return [_describe(path, Manifest.read(path.parent))]
+        return [_describe(path, Manifest.load(path.parent))]
     if path.is_dir():
         out = [Artifact(path / item.file, item.kind, section)
-               for section in Manifest.read(path).sections.values()
+               for section in Manifest.load(path).sections.values()
                for item in section.artifacts
                if (path / item.file).is_file()]
         return out or [Artifact(path, TREE_KIND, None)]
@@ -89,18 +86,9 @@ def target_of(artifact: Artifact, python: str | None, arch: str | None) -> Targe
     return Target(python, arch)
 
 
-def extract(artifact: Artifact, destination: Path) -> Path:
-    """The artifact's files on disk: a zip is extracted into ``destination``, a tree is used as it is."""
-    if not artifact.is_zip:
-        return artifact.path
-    destination.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(artifact.path) as archive:
-        for info in archive.infolist():
-            name = info.filename
-            if name.startswith("/") or ".." in name.split("/"):
-                raise LambdaBuildError(f"{artifact.path.name} holds a path outside its root: {name!r}")
-            archive.extract(info, destination)
-    return destination
+def extract(artifact: Artifact, destination: Path) -> list[Unsafe]:
+    """A zip's safe entries unpacked into ``destination`` (capped, see checks/zipread.py); the unsafe ones."""
+    return unpack(artifact.path, destination)
 
 
 def dependency_roots(root: Path, python: str) -> list[Path]:

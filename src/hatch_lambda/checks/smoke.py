@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import WrittenZip
 from hatch_lambda.checks.artifacts import Artifact, dependency_roots, extract
+from hatch_lambda.checks.zipread import Unsafe
 from hatch_lambda.config.options import FAT, LambdaConfig
 from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
@@ -50,10 +51,12 @@ class SmokeResult:
     modules: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # module -> error
+    unsafe: list[Unsafe] = field(default_factory=list)  # entries never extracted
 
     def as_dict(self) -> dict:
         return {"artifact": self.artifact, "interpreter": self.interpreter, "modules": self.modules,
-                "skipped": self.skipped, "failures": self.failures}
+                "skipped": self.skipped, "failures": self.failures,
+                "unsafe_entries": [item.as_dict() for item in self.unsafe]}
 
 
 # --------------------------------------------------------------------------
@@ -91,16 +94,20 @@ def _run(runner: HostPython | ImagePython, unpacked: Path, modules: list[str]) -
 
 def lay_out(artifact: Artifact, unpacked: Path, python: str) -> Path:
     """Unpack ``artifact`` as Lambda does (a layer under opt/, function code under var/task/); its root."""
+    return lay_out_checked(artifact, unpacked)[0]
+
+
+def lay_out_checked(artifact: Artifact, unpacked: Path) -> tuple[Path, list[Unsafe]]:
+    """:func:`lay_out`, and the zip's entries left out as unsafe."""
     (unpacked / "opt").mkdir(parents=True, exist_ok=True)
     task = unpacked / "var" / "task"
     task.mkdir(parents=True, exist_ok=True)
     layer = artifact.kind == "layer" or (artifact.kind == "tree" and (artifact.path / "python").is_dir())
     root = unpacked / "opt" if layer else task
     if artifact.is_zip:
-        extract(artifact, root)
-    else:
-        shutil.copytree(artifact.path, root, dirs_exist_ok=True, symlinks=True)
-    return root
+        return root, extract(artifact, root)
+    shutil.copytree(artifact.path, root, dirs_exist_ok=True, symlinks=True)
+    return root, []
 
 
 def smoke_import(
@@ -118,11 +125,11 @@ def smoke_import(
         for artifact in artifacts:
             with tempfile.TemporaryDirectory(prefix="hatch-lambda-smoke-") as scratch:
                 unpacked = Path(scratch)
-                root = lay_out(artifact, unpacked, target.python)
+                root, unsafe = lay_out_checked(artifact, unpacked)
                 present = {m for d in dependency_roots(root, target.python) for m in top_level_modules(d)}
                 # a module the build put in but that is gone now is imported too, and fails
                 found = sorted(present | (artifact.section.modules() if artifact.section else set()))
-                result = SmokeResult(artifact.path.name, run.description)
+                result = SmokeResult(artifact.path.name, run.description, unsafe=unsafe)
                 result.skipped = [m for m in found if m in skip]
                 result.modules = [m for m in found if m not in skip]
                 if result.modules:
@@ -132,20 +139,23 @@ def smoke_import(
 
 
 def failure_error(results: list[SmokeResult]) -> LambdaBuildError | None:
-    """One line per module that failed to import, or None when all imported."""
-    lines = []
-    for result in results:
-        for module, error in sorted(result.failures.items()):
-            lines.append(f"{result.artifact}: import {module}: {error}")
-    if not lines:
+    """One line per module that failed to import and per entry left out as unsafe, or None when all is well."""
+    unsafe = [f"{result.artifact}: unsafe entry {item.line}" for result in results for item in result.unsafe]
+    lines = [f"{result.artifact}: import {module}: {error}"
+             for result in results for module, error in sorted(result.failures.items())]
+    if not lines and not unsafe:
         return None
+    fixes = []
+    if unsafe:
+        fixes.append("build the zip again: Lambda would unpack those entries outside its directory "
+                     "(hatch-lambda never writes such entries)")
+    if lines:
+        fixes.append("fix or leave out the package whose import fails; a module that cannot be imported on its "
+                     "own (it needs configuration or a package you provide elsewhere) can be listed in "
+                     "smoke-import-skip (--skip for hatch-lambda verify)")
     where = ", ".join(sorted({r.interpreter for r in results}))
-    return LambdaBuildError(
-        f"smoke import with {where} failed:\n    " + "\n    ".join(lines),
-        "fix or leave out the package whose import fails; a module that cannot be imported on its own "
-        "(it needs configuration or a package you provide elsewhere) can be listed in smoke-import-skip "
-        "(--skip for hatch-lambda verify)",
-    )
+    head = f"smoke import with {where} failed" if lines else "the zip holds unsafe entries"
+    return LambdaBuildError(f"{head}:\n    " + "\n    ".join(unsafe + lines), "; ".join(fixes))
 
 
 def smoke_check(config: LambdaConfig, written: list[WrittenZip], log: Log) -> None:

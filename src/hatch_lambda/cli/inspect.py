@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hatch_lambda.checks.artifacts import (
     find_artifacts,
     target_of,
 )
+from hatch_lambda.checks.zipread import Unsafe, reading, unpack
 from hatch_lambda.config.options import MB
 from hatch_lambda.packs.contents import (
     OTHER,
@@ -47,6 +47,11 @@ class ArtifactReport:
     rows: list[Row] = field(default_factory=list)
     findings: list = field(default_factory=list)
     elf_objects: int = 0
+    unsafe: list[Unsafe] = field(default_factory=list)  # entries that would land outside, never extracted
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.unsafe
 
     @property
     def overhead(self) -> int | None:
@@ -69,6 +74,7 @@ class ArtifactReport:
             "distributions": [row.__dict__ for row in self.rows],
             "audit": {"ok": not self.findings, "elf_objects": self.elf_objects,
                       "findings": [finding.as_dict() for finding in self.findings]},
+            "unsafe_entries": [item.as_dict() for item in self.unsafe],
         }
 
 
@@ -84,7 +90,7 @@ def _prefix(names: list[str], python: str) -> str:
 def _entries(artifact: Artifact) -> list[tuple[str, int, int]]:
     """(path, unzipped, zipped) of every file of the artifact."""
     if artifact.is_zip:
-        with zipfile.ZipFile(artifact.path) as archive:
+        with reading(artifact.path) as archive:
             return [(i.filename, i.file_size, i.compress_size) for i in archive.infolist() if not i.is_dir()]
     out = []
     for directory, dirs, files in os.walk(artifact.path):
@@ -96,6 +102,32 @@ def _entries(artifact: Artifact) -> list[tuple[str, int, int]]:
 
 
 def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
+    with tempfile.TemporaryDirectory(prefix="hatch-lambda-inspect-") as scratch:
+        # first: the zip read through (archive errors, caps), its ELF files unpacked, its unsafe entries found
+        unsafe = unpack(artifact.path, Path(scratch), _is_elf, links=False) if artifact.is_zip else []
+        tally = _tally(artifact, target)
+        names = {name.rsplit("/", 1)[-1] for name in tally.owner}
+        audited = audit_root(Path(scratch) if artifact.is_zip else artifact.path, target, tally.owner,
+                             names if artifact.is_zip else frozenset())
+    report = tally.report
+    report.findings = audited.findings
+    report.elf_objects = len(audited.objects)
+    report.unsafe = unsafe
+    return report
+
+
+@dataclass(frozen=True)
+class _Tally:
+    report: ArtifactReport
+    owner: dict[str, str]  # each file's distribution
+
+
+def _is_elf(info: object, head: bytes) -> bool:
+    return head[:4] == b"\x7fELF"
+
+
+def _tally(artifact: Artifact, target: Target) -> _Tally:
+    """The table: each file's distribution, and their sizes."""
     entries = _entries(artifact)
     names = [name for name, _, _ in entries]
     prefix = _prefix(names, target.python)
@@ -103,7 +135,7 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
     tops = owners_from_manifest(recorded)
     files: dict[str, str] = {}
     if not tops and artifact.is_zip:
-        with zipfile.ZipFile(artifact.path) as archive:
+        with reading(artifact.path) as archive:
             tops, files = owners_from_dist_info(names, prefix, archive.read)
     elif not tops:
         tops, files = owners_from_dist_info(names, prefix, lambda name: (artifact.path / name).read_bytes())
@@ -128,28 +160,7 @@ def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
         artifact.path.stat().st_size if artifact.is_zip else None,
         sorted(rows.values(), key=lambda row: (-row.unzipped, row.name)),
     )
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-inspect-") as scratch:
-        if artifact.is_zip:
-            audited = audit_root(_unpack_elf(artifact.path, Path(scratch)), target, owner,
-                                 {name.rsplit("/", 1)[-1] for name in names})
-        else:
-            audited = audit_root(artifact.path, target, owner)
-    report.findings = audited.findings
-    report.elf_objects = len(audited.objects)
-    return report
-
-
-def _unpack_elf(path: Path, destination: Path) -> Path:
-    """Only the ELF files of a zip, extracted for the audit (the other names are passed to it as they are)."""
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.is_dir() or info.filename.startswith("/") or ".." in info.filename.split("/"):
-                continue
-            with archive.open(info) as handle:
-                if handle.read(4) != b"\x7fELF":
-                    continue
-            archive.extract(info, destination)
-    return destination
+    return _Tally(report, owner)
 
 
 def _mb(size: int) -> str:
@@ -170,6 +181,9 @@ def render(report: ArtifactReport) -> str:
                      f"{_mb(row.zipped):>11} {stripped}")
     if report.overhead is not None:
         lines.append(f"  {'(zip headers and directory)':<32} {'':<12} {'':>6} {'':>11} {_mb(report.overhead):>11}")
+    if report.unsafe:
+        lines.append(f"  unsafe: {len(report.unsafe)} entries would land outside the zip's root; not extracted:")
+        lines += [f"    {item.line}" for item in report.unsafe]
     if report.findings:
         lines.append(f"  audit: {len(report.findings)} problems in {report.elf_objects} ELF objects:")
         lines += [f"    {finding.line}" for finding in report.findings]
@@ -188,9 +202,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """0: everything fits; 1: the audit found problems; 2: an error."""
+    """0: everything fits; 1: the audit found problems, or unsafe entries; 2: an error (see docs/inspect-verify.md)."""
     reports = [inspect_artifact(a, target_of(a, args.python, args.arch)) for a in find_artifacts(args.path)]
-    ok = all(not report.findings for report in reports)
+    ok = all(report.ok for report in reports)
     if args.json:
         print(json.dumps({"ok": ok, "artifacts": [report.as_dict() for report in reports]}, indent=2))
     else:

@@ -34,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """0: every module imported; 1: some failed; 2: an error."""
+    """0: every module imported; 1: some failed, or the zip holds unsafe entries; 2: an error."""
     artifacts = [a for a in find_artifacts(args.path) if a.kind != FUNCTION_KIND]
     if not artifacts:
         raise LambdaBuildError(f"{args.path} holds no layer or fat zip",
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         for result in results:
             print(f"{result.artifact}: {len(result.modules) - len(result.failures)} of {len(result.modules)} "
                   f"top-level modules imported with {result.interpreter}"
-                  + (f" ({len(result.skipped)} skipped: {', '.join(result.skipped)})" if result.skipped else ""))
+                  + (f" ({len(result.skipped)} skipped: {', '.join(result.skipped)})" if result.skipped else "")
+                  + (f"; {len(result.unsafe)} unsafe entries not extracted" if result.unsafe else ""))
         if error is not None:
             print(f"hatch-lambda: {error}", file=sys.stderr)
     return 0 if error is None else 1

@@ -34,6 +34,22 @@ def _refuse(dist: Distribution, path: Path, what: str) -> LambdaBuildError:
     )
 
 
+def declared_size_problem(infos: Iterable[zipfile.ZipInfo], limit: int = MAX_UNPACKED_BYTES) -> str | None:
+    """What betrays a zip bomb in a zip's declared sizes (more than ``limit`` in all, or one member
+    compressed beyond MAX_RATIO), or None. The wheels of a build and the zips ``inspect`` and
+    ``verify`` unpack are judged by this one rule."""
+    infos = list(infos)
+    total = sum(info.file_size for info in infos)
+    if total > limit:
+        return f"would unpack to {total / 2**20:.0f} MB, more than Lambda's {limit / 2**20:.0f} MB limit"
+    for info in infos:
+        if info.file_size >= RATIO_CHECK_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            return (f"holds {info.filename!r}, compressed {ratio:.0f}:1 "
+                    f"({info.file_size} bytes from {info.compress_size}), a zip bomb")
+    return None
+
+
 def check_declared_sizes(path: Path, dist: Distribution, limit: int = MAX_UNPACKED_BYTES) -> None:
     """Refuse a wheel that would unpack to more than ``limit`` bytes, or whose ratio betrays a bomb.
 
@@ -41,16 +57,9 @@ def check_declared_sizes(path: Path, dist: Distribution, limit: int = MAX_UNPACK
     declared sizes bounds what unpacking writes.
     """
     with zipfile.ZipFile(path) as archive:
-        infos = archive.infolist()
-    total = sum(info.file_size for info in infos)
-    if total > limit:
-        raise _refuse(dist, path, f"would unpack to {total / 2**20:.0f} MB, more than Lambda's "
-                                  f"{limit / 2**20:.0f} MB limit")
-    for info in infos:
-        if info.file_size >= RATIO_CHECK_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            ratio = info.file_size / max(info.compress_size, 1)
-            raise _refuse(dist, path, f"holds {info.filename!r}, compressed {ratio:.0f}:1 "
-                                      f"({info.file_size} bytes from {info.compress_size}), a zip bomb")
+        problem = declared_size_problem(archive.infolist(), limit)
+    if problem is not None:
+        raise _refuse(dist, path, problem)
 
 
 def check_record(source: WheelFile, path: Path, dist: Distribution) -> None:
