@@ -24,7 +24,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -92,9 +92,10 @@ def check_headers(path: Path, infos: list[zipfile.ZipInfo], limit: int = MAX_UNP
     problem = declared_size_problem(infos, limit)
     if problem is not None:
         largest = max(infos, key=lambda info: info.file_size)
+        if repr(largest.filename) not in problem:  # the total is too large: name the member that weighs most
+            problem += f" (its largest member: {largest.filename!r}, {largest.file_size} bytes)"
         raise LambdaBuildError(
-            f"{path} {problem} (its largest member: {largest.filename!r}, {largest.file_size} bytes); "
-            "refusing to unpack it",
+            f"{path} {problem}; refusing to unpack it",
             "Lambda unpacks at most 250 MB: this is not a zip hatch-lambda built; build the artifact again",
         )
 
@@ -140,19 +141,31 @@ class _Unpacking:
     archive: zipfile.ZipFile
     root: str
     wanted: Wanted
-    links: bool
     limit: int
     inflated: int = 0
+    refused: set[str] = field(default_factory=set)  # unsafe entries so far: nothing goes under them either
 
     def member(self, info: zipfile.ZipInfo) -> str | None:
         """Unpack one member (or only read it through, checking its CRC); why it is unsafe, else None."""
+        why = self._judge(info)
+        if why is not None:
+            self.refused.add(info.filename.rstrip("/"))
+        return why
+
+    def _judge(self, info: zipfile.ZipInfo) -> str | None:
         name = info.filename.rstrip("/")
         why = unsafe_name(info.filename)
         if why is not None or not name:
             return why or "has an empty name"
+        parts = name.split("/")
+        under = next((prefix for n in range(1, len(parts)) if (prefix := "/".join(parts[:n])) in self.refused), None)
+        if under is not None:
+            return f"lies under {under!r}, an entry left out as unsafe"
         target = os.path.join(self.root, *name.split("/"))
-        if not _inside(self.root, os.path.dirname(target)) or os.path.islink(target):
+        if not _inside(self.root, os.path.dirname(target)):
             return "would be written through a symbolic link that leads outside the zip's root"
+        if os.path.islink(target):
+            return "would be written through the symbolic link of an earlier entry"
         if is_symlink(info):
             return self._link(info, target)
         if info.is_dir():
@@ -173,11 +186,10 @@ class _Unpacking:
         link, why = link_target(self.archive, info)
         if link is None:
             return why
-        if self.links:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if not _inside(self.root, os.path.join(os.path.dirname(target), link)):
-                return f"is a symbolic link to {link!r}, which leads outside the zip's root"
-            os.symlink(link, target)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not _inside(self.root, os.path.join(os.path.dirname(target), link)):
+            return f"is a symbolic link to {link!r}, which leads outside the zip's root through another link"
+        os.symlink(link, target)
         return None
 
     def _read(self, source: IO[bytes], info: zipfile.ZipInfo) -> bytes:
@@ -197,21 +209,20 @@ def unpack(
     destination: Path,
     wanted: Wanted = lambda info, head: True,
     *,
-    links: bool = True,
     limit: int = MAX_UNPACKED_BYTES,
 ) -> list[Unsafe]:
     """Unpack the safe members of ``path`` into ``destination``; the unsafe ones, never written.
 
     Every member is read through (so a bad CRC anywhere is an error), but only
-    those ``wanted`` (by their info and first bytes) are written; ``links``:
-    make the symbolic links that stay inside, as Lambda does.
+    those ``wanted`` (by their info and first bytes) are written. The symbolic
+    links that stay inside are made, as Lambda makes them.
     """
     destination.mkdir(parents=True, exist_ok=True)
     unsafe = []
     with reading(path) as archive:
         infos = archive.infolist()
         check_headers(path, infos, limit)
-        job = _Unpacking(path, archive, os.path.realpath(destination), wanted, links, limit)
+        job = _Unpacking(path, archive, os.path.realpath(destination), wanted, limit)
         for info in infos:
             try:
                 why = job.member(info)
