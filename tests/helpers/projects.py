@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -138,13 +139,14 @@ def sha(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m hatch_lambda ...`` in a subprocess."""
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m hatch_lambda ...`` in a subprocess; ``env``: variables set on top of this one's."""
     return subprocess.run(
         [sys.executable, "-m", "hatch_lambda", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         timeout=120,
     )
 
