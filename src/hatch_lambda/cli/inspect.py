@@ -104,7 +104,7 @@ def _entries(artifact: Artifact) -> list[tuple[str, int, int]]:
 def inspect_artifact(artifact: Artifact, target: Target) -> ArtifactReport:
     with tempfile.TemporaryDirectory(prefix="hatch-lambda-inspect-") as scratch:
         # first: the zip read through (archive errors, caps), its ELF files unpacked, its unsafe entries found
-        unsafe = unpack(artifact.path, Path(scratch), _is_elf, links=False) if artifact.is_zip else []
+        unsafe = unpack(artifact.path, Path(scratch), _is_elf) if artifact.is_zip else []
         tally = _tally(artifact, target)
         names = {name.rsplit("/", 1)[-1] for name in tally.owner}
         audited = audit_root(Path(scratch) if artifact.is_zip else artifact.path, target, tally.owner,
