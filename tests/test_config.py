@@ -140,7 +140,7 @@ def test_exclude_packages_is_not_inherited():
 def test_unknown_key_names_its_table(own, inherited, where):
     exc = error(fat, own, inherited)
     assert exc.problem == f"unknown key 'pyton' in {where} of pyproject.toml"
-    assert exc.fix.startswith("valid keys: arch, audit, compression-level, docker-network, exclude-packages, extras, functions")
+    assert exc.fix.startswith("valid keys: arch, audit, bytecode, compression-level, docker-network, exclude-packages, extras, functions")
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from hatch_lambda.assemble.manifest import (
     MANIFEST,
     ArtifactEntry,
     AuditFacts,
+    Bytecode,
     FunctionEntry,
     LayerEntry,
     LockedDistribution,
@@ -36,14 +37,17 @@ from hatch_lambda.checks.smoke import smoke_check
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext, Log
+from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.closures import Plan, plan
 from hatch_lambda.lockfile.resolve import Resolution
 from hatch_lambda.packs.build import packs_for
+from hatch_lambda.packs.bytecode import compile_entries
 from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.packs.image import image_installer
 from hatch_lambda.packs.pack import PackSpec
 from hatch_lambda.packs.sources import pack_sources
 from hatch_lambda.packs.strip import PruneReport
+from hatch_lambda.runtime.interpreters import Compiler, find_compiler
 from hatch_lambda.scratch import Scratch
 
 #: The function's files, selected in the project directory its code lives in.
@@ -81,19 +85,24 @@ def build(
         f"for {target.describe()}")
     pairs = zip(config.functions, closures.functions, strict=True)
     function_files = {f.name: code(f, root.directory) for f, root in pairs}
+    compiler = _compiler(config, log, warn)
     out_dir.mkdir(parents=True, exist_ok=True)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
     ctx = BuildContext(cache_dir(), scratch / "store" if no_cache else cache_dir(), scratch, log, warn)
     try:
+        if compiler is not None:
+            function_files = {name: compile_entries(compiler, entries, config.bytecode, target.python,
+                                                    ctx.work / "code" / name)
+                              for name, entries in function_files.items()}
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.
             zips = merge_zips([_zips(config, part, {f.name: function_files[f.name] for f in part.functions},
-                                     ctx.within(f"root-{number}"))
+                                     ctx.within(f"root-{number}"), compiler)
                                for number, part in enumerate(closures.split())])
         else:
-            zips = _zips(config, closures, function_files, ctx)
+            zips = _zips(config, closures, function_files, ctx, compiler)
         pruned = zips.pruned
         if pruned.files:
             rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
@@ -115,7 +124,7 @@ def build(
         manifest = scratch / MANIFEST
         claimed.lock_output()
         document = Manifest.read(out_dir)
-        document.sections[config.kind] = _section(config, closures, zips, proofs)
+        document.sections[config.kind] = _section(config, closures, zips, proofs, compiler)
         document.write(manifest)
         final = []
         for item in written:
@@ -128,10 +137,36 @@ def build(
         claimed.release()
 
 
-def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], ctx: BuildContext) -> Zips:
+def _compiler(config: LambdaConfig, log: Log, warn: Log) -> Compiler | None:
+    """The CPython that compiles the bytecode, or None: ``bytecode = "off"``, or none found for the default
+    (said once); none found for a ``bytecode`` the table sets is an error."""
+    if config.bytecode == "off":
+        return None
+    python = config.target.python
+    image = config.image_name if config.installer != "wheels" else None
+    found = find_compiler(config.target, image=image, log=log)
+    if found is not None:
+        log(f"  bytecode ({config.bytecode}): compiled by {found.description}")
+        return found
+    looked = (f"this interpreter, python{python} on PATH, uv's managed Pythons, pyenv's versions, "
+              f"`uv python find {python}`" + (", the Lambda image through Docker" if image else ""))
+    if config.bytecode_from is not None:
+        raise LambdaBuildError(
+            f'bytecode = "{config.bytecode}" in {config.bytecode_from} of pyproject.toml needs a CPython {python} '
+            f"to compile the .pyc files, but none was found (looked at: {looked})",
+            f'install one (`uv python install {python}`, or `pyenv install {python}`), or set bytecode = "off"',
+        )
+    warn(f"warning: no CPython {python} found to compile bytecode (looked at: {looked}), so the artifacts have "
+         f"none and each cold start compiles what it imports; install one (`uv python install {python}`) to "
+         f'ship .pyc files, or set bytecode = "off" to build without them and without this warning')
+    return None
+
+
+def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], ctx: BuildContext,
+          compiler: Compiler | None = None) -> Zips:
     """Every distribution as a pack (built or read from the cache), and the zips assembled from them."""
     ctx.scratch.mkdir(parents=True, exist_ok=True)
-    spec = PackSpec.of(config)
+    spec = PackSpec.of(config, compiler)
     image_id, install = image_installer(config, ctx.work, ctx.log) if config.installer == "docker" else (None, None)
     sources = pack_sources(config, spec, closures.resolution, ctx, image_id=image_id)
     lock_dir = closures.resolution.lock_path.parent
@@ -168,7 +203,8 @@ def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
             f"  {_size(check.unzipped):>8} unzipped of {config.max_unzipped_mb:g} MB")
 
 
-def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str, Proof]) -> Section:
+def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str, Proof],
+             compiler: Compiler | None) -> Section:
     """The target's section of manifest.json."""
     resolution, target = closures.resolution, config.target
     by_name = {item.path.name: item for item in zips.written}
@@ -203,5 +239,7 @@ def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str,
         stripped=Stripped(zips.pruned.files, zips.pruned.bytes, dict(zips.pruned.by_rule)),
         contents=zips.contents,
         audit=AuditFacts(config.audit, [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]),
+        bytecode=Bytecode(config.bytecode if compiler is not None else "off",
+                          compiler.release if compiler is not None else None),
         layer=None if layer is None else LayerEntry("layer.zip", layer.sha256_base64, [target.runtime], [target.arch]),
     )

@@ -83,6 +83,14 @@ class AuditFacts(Json):
 
 
 @dataclass(frozen=True)
+class Bytecode(Json):
+    """The bytecode the artifacts ship: "compile", "only" or "off", and the CPython release that compiled it."""
+
+    mode: str = "off"
+    compiler: str | None = None  # "3.12.8"; None without bytecode
+
+
+@dataclass(frozen=True)
 class Section(Json):
     """One target's part of the manifest."""
 
@@ -100,6 +108,7 @@ class Section(Json):
     stripped: Stripped = field(default_factory=Stripped)
     contents: dict[str, DistributionContents] = field(default_factory=dict)
     audit: AuditFacts = field(default_factory=AuditFacts)
+    bytecode: Bytecode = field(default_factory=Bytecode)
     layer: LayerEntry | None = None
 
     def artifact(self, file: str) -> ArtifactEntry | None:

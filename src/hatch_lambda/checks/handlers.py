@@ -216,7 +216,8 @@ def _module_files(module: str, python: str, machine: str) -> list[str]:
     """The files that can be ``module`` inside one sys.path entry."""
     path = module.replace(".", "/")
     tags = (f"cpython-{python.replace('.', '')}-{machine}-linux-gnu", "abi3")
-    return [f"{path}.py", f"{path}/__init__.py", *(f"{path}.{tag}.so" for tag in tags), f"{path}.so"]
+    return [f"{path}.py", f"{path}/__init__.py", *(f"{path}.{tag}.so" for tag in tags), f"{path}.so",
+            f"{path}.pyc", f"{path}/__init__.pyc"]  # the last two: sourceless (bytecode = "only")
 
 
 def _roots(job: HandlerJob, python: str) -> list[tuple[str, Path]]:

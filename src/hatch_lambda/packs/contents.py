@@ -132,11 +132,11 @@ def module_name(entry: Path) -> str | None:
         if entry.name.endswith(NOT_PACKAGES) or not IDENTIFIER.match(entry.name) or entry.name == "__pycache__":
             return None
         if (entry / "__init__.py").is_file() or any(
-            name.endswith((".py", ".so")) for _, _, files in os.walk(entry) for name in files
+            name.endswith((".py", ".pyc", ".so")) for _, _, files in os.walk(entry) for name in files
         ):
             return entry.name  # a package, or a namespace package
         return None
-    if entry.suffix in (".py", ".so"):
+    if entry.suffix in (".py", ".pyc", ".so"):  # .pyc: sourceless (bytecode = "only")
         stem = entry.name.split(".", 1)[0]
         if IDENTIFIER.match(stem) and not stem.startswith("__"):
             return stem
