@@ -29,6 +29,7 @@ from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.lockfile.resolve import Distribution, resolve
 from hatch_lambda.lockfile.wheels import LockedFile
 from hatch_lambda.packs.unpack import check_wheel_entries
+from hatch_lambda.runtime.interpreters import find_python
 from hatch_lambda.runtime.target import Target
 
 from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest
@@ -389,8 +390,10 @@ def c_extension_sdist(directory: Path) -> Path:
     return path
 
 
-#: The tag of a wheel this machine's interpreter (whichever Python runs the tests) builds.
-HOST_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
+def built_tag(python: str) -> str:
+    """The tag of a wheel built here for a target of ``python``: by a CPython of that version when this machine has
+    one, else by whichever Python runs the tests."""
+    return f"cp{python.replace('.', '')}" if find_python(python) else f"cp{sys.version_info.major}{sys.version_info.minor}"
 
 
 @pytest.mark.network
@@ -402,8 +405,9 @@ def test_sdist_that_builds_a_non_pure_wheel(tmp_path, cache):
                   layer={"installer": "wheels", "exclude-packages": ["cfast"]})
     hatchling_build(project, LAYER, cache=cache)
     configure(project, exclude_packages=None)
+    tag = built_tag("3.11")
     rebuild_fails(project, cache, LAYER, needles=[
-        f"cfast==1.0 has only an sdist, and building it here gave cfast-1.0-{HOST_TAG}-{HOST_TAG}-linux_"
+        f"cfast==1.0 has only an sdist, and building it here gave cfast-1.0-{tag}-{tag}-linux_"
         f"{platform.machine()}.whl, which is not pure Python",
         'fix: set installer = "docker"',
     ])

@@ -70,7 +70,7 @@ def pack_sources(
             out[dist.name] = PackSource(dist, pack_key(spec, dist.sha256, file.filename, installer),
                                         "wheel", in_tree, dist.sha256)
     sources = [dist for dist in dists if dist.is_local or dist.source_kind == "git"]
-    built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in sources]
+    built = [_local_wheel(dist, lock_dir, cache, work, log, config.target.python) for dist in sources]
     sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
     if sdists:
         built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)
@@ -82,9 +82,9 @@ def pack_sources(
     return [out[dist.name] for dist in dists]
 
 
-def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log) -> Wheel:
+def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log, python: str) -> Wheel:
     if dist.source_kind == "git":
         return git_build(dist, work, cache, log)
-    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log)
+    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log, python)
 
 
