@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest, zip_files
+from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest, zip_files, zip_sources
 from helpers.lambda_run import invoke, invoke_fat, lambda_root
 from helpers.projects import FAT, LAYER, configure, copy_fixture, edit_pyproject, target_table
 
@@ -31,7 +31,8 @@ def cdk(tmp_path_factory, cache):
 
 
 def test_cdk_layout_with_sources_runs_from_the_artifacts(cdk, tmp_path):
-    assert zip_files(cdk.out("orders.zip")) == {"orders.py", "users.py", "shared/__init__.py"}
+    assert zip_sources(cdk.out("orders.zip")) == {"orders.py", "users.py", "shared/__init__.py"}
+    assert "__pycache__/orders.cpython-311.pyc" in zip_files(cdk.out("orders.zip"))  # bytecode = "compile"
     root = lambda_root(tmp_path / "orders", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("orders.zip"))
     assert invoke(root, "orders", {"id": 7}).result == ORDERS
     users = lambda_root(tmp_path / "users", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("users.zip"))
@@ -190,8 +191,8 @@ def test_each_fat_zip_holds_only_its_own_function_closure(services, tmp_path):
 def test_the_layer_holds_the_union_and_each_slim_zip_its_member_code(services, tmp_path):
     section = manifest(services.out())["targets"][LAYER]
     assert [d["name"] for d in section["distributions"]] == ["common", "idna", "python-dateutil", "tzdata"]
-    assert zip_files(services.out("api.zip")) == {"api_svc/__init__.py", "api_svc/handler.py"}
-    assert zip_files(services.out("worker.zip")) == {"worker_svc/__init__.py", "worker_svc/main.py"}
+    assert zip_sources(services.out("api.zip")) == {"api_svc/__init__.py", "api_svc/handler.py"}
+    assert zip_sources(services.out("worker.zip")) == {"worker_svc/__init__.py", "worker_svc/main.py"}
     api = lambda_root(tmp_path / "api", "3.12", layer=services.out("layer.zip"), function=services.out("api.zip"))
     assert invoke(api, "api_svc.handler").result == {**API, "has_dateutil": True}  # the layer has the worker's too
     worker = lambda_root(tmp_path / "worker", "3.12", layer=services.out("layer.zip"),

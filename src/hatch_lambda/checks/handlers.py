@@ -250,7 +250,7 @@ def _not_found(job: HandlerJob, target: Target) -> str:
     if found:
         return (f"module {module} is not where Lambda looks (the root of {job.code.name}): it is at {found[0]} "
                 f"in the zip; add sources = [\"{found[1]}\"] to functions.{job.function.name}")
-    top = sorted({name.split("/", 1)[0] for name in names})
+    top = sorted({name.split("/", 1)[0] for name in names} - {"__pycache__"})
     return (f"no module {module} in {job.code.name}" + (" or the layer" if job.layer else "")
             + f" (the zip's top level holds: {', '.join(top[:10])}{', ...' if len(top) > 10 else ''})")
 
