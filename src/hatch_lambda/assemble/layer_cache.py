@@ -80,7 +80,7 @@ def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
             destination.unlink(missing_ok=True)
             return None
 
-    return Entry(cache, "layers", key).read(place)
+    return Entry(cache, "layers", key, META).read(place)
 
 
 def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
@@ -104,7 +104,7 @@ def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
         }
         (temporary / META).write_text(json.dumps(meta))
 
-    entry = Entry(cache, "layers", key)
+    entry = Entry(cache, "layers", key, META)
     with locked(entry.path):
         if not (entry.path / META).is_file():
             entry.write(fill)

@@ -28,7 +28,7 @@ from filelock import FileLock
 import hatch_lambda
 
 # Bumped whenever the layout or meaning of a cached entry changes.
-FORMAT = 1
+FORMAT = 2
 # Kinds of entries that may be pruned: downloads, wheels built from sdists and git checkouts, packs, layers,
 # and metadata read through build backends. Every kind is sharded by its key's first two digits.
 KINDS = ("files", "built", "git", "packs", "layers", "metadata")

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import parse_wheel_filename
 
-from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
+from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
 from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
@@ -82,7 +82,7 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
     # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
     sub = dist.subdirectory
     suffix = f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""
-    entry = Entry(cache, "built", dist.sha256 + suffix)
+    entry = Entry(cache, "built", dist.sha256 + suffix, WHEEL_META)
     cached = entry.read(read_wheel)
     if cached is None:
         tree = unpack_sdist(source, work / "sdists" / dist.name)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
+from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
 from hatch_lambda.cache.store import (
     key_of,
 )
@@ -142,4 +142,4 @@ def built_wheel(
             shutil.rmtree(scratch, ignore_errors=True)
 
     work.mkdir(parents=True, exist_ok=True)
-    return Entry(cache, "git", git_key(source)).get(read_wheel, make)
+    return Entry(cache, "git", git_key(source), WHEEL_META).get(read_wheel, make)

@@ -57,7 +57,7 @@ def packs_for(
     """
     store_dir, cache, work, log = ctx.store, ctx.cache, ctx.work / "packs", ctx.log
     workers = os.cpu_count() or 1
-    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
+    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key, INDEX).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}
     if image is not None and missing:
         wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
@@ -77,7 +77,7 @@ def packs_for(
         with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
 
             def one(source: PackSource) -> Pack:
-                entry = Entry(store_dir, "packs", source.key)
+                entry = Entry(store_dir, "packs", source.key, INDEX)
                 built = []
 
                 def make(temporary: Path) -> None:
