@@ -9,7 +9,10 @@ build leaves the previous artifacts untouched.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -117,15 +120,46 @@ def build(
         document = Manifest.read(out_dir)
         document.sections[config.kind] = _section(config, closures, zips, proofs)
         document.write(manifest)
-        final = []
-        for item in written:
-            destination = out_dir / item.path.name
-            os.replace(item.path, destination)
-            final.append(destination)
-        os.replace(manifest, out_dir / MANIFEST)
-        return BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
+        with _interrupts_held() as interrupted:
+            final = []
+            for item in written:
+                destination = out_dir / item.path.name
+                os.replace(item.path, destination)
+                final.append(destination)
+            os.replace(manifest, out_dir / MANIFEST)
+        output = BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
+        if signal.SIGTERM in interrupted:
+            signal.raise_signal(signal.SIGTERM)  # now that every artifact is in place, as it was sent
+        if interrupted:
+            raise InterruptedAfterPublishing(output)
+        return output
     finally:
         claimed.release()
+
+
+class InterruptedAfterPublishing(KeyboardInterrupt):
+    """Ctrl-C came while the new artifacts were being put in place: they all were, then the build stopped."""
+
+    def __init__(self, output: BuildOutput) -> None:
+        super().__init__()
+        self.output = output
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM while the block runs, so the zips and manifest.json are renamed into place
+    all together or not at all; the list holds the signals that came meanwhile."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came  # only the main thread can hold signals; the caller's own handling applies
+        return
+    previous = {number: signal.signal(number, lambda number, frame: came.append(number))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield came
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[Entry]], ctx: BuildContext) -> Zips:

@@ -15,9 +15,10 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hatch_lambda.cache.entry import Entry
@@ -66,10 +67,16 @@ def packs_for(
     if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
         # Forked (no re-import of the caller's main module, as spawn would do), and all at once
         # now, before any thread of this build starts.
+        # SIGINT is blocked while they are forked and ignored in them: a terminal's Ctrl-C reaches
+        # the whole process group, and only the build decides what it means.
         context = multiprocessing.get_context("fork")
-        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
-        processes.submit(int).result()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
+                                            initializer=partial(start_worker, os.getpid(), blocked))
+            processes.submit(int).result()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
     progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
@@ -104,6 +111,13 @@ def packs_for(
     finally:
         if processes is not None:
             processes.shutdown(cancel_futures=True)
+
+
+def start_worker(parent: int, mask: Iterable[int]) -> None:
+    """A forked pack worker: it ignores SIGINT (the build decides), and ends when its build ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set(mask) - {signal.SIGINT})
+    die_with_parent(parent)
 
 
 def die_with_parent(parent: int) -> None:

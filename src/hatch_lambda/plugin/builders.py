@@ -23,7 +23,7 @@ from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_toml
 from hatch_lambda.packs.deflate import Entry
-from hatch_lambda.pipeline import build
+from hatch_lambda.pipeline import InterruptedAfterPublishing, build
 from hatch_lambda.plugin.secrets import filter_secrets
 
 
@@ -111,6 +111,10 @@ class _LambdaBuilder(BuilderInterface):
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
             raise  # abort exits; this line only runs with a test double
+        except InterruptedAfterPublishing as interrupted:
+            self.app.abort(f"hatch-lambda: interrupted once the new artifacts were in place; "
+                           f"{interrupted.output.manifest} describes them", code=130)
+            raise
         except KeyboardInterrupt:
             # The scratch directory is gone by now; nothing in the output directory was replaced.
             self.app.abort("hatch-lambda: interrupted; the previous artifacts are untouched", code=130)
