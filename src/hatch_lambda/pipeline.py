@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import WrittenZip
+from hatch_lambda.assemble.archive import WrittenZip, zip_date_time
 from hatch_lambda.assemble.audit import MB, SizeCheck, check_sizes, enforce
 from hatch_lambda.assemble.manifest import (
     MANIFEST,
@@ -70,6 +70,7 @@ def build(
     today: date | None = None,
 ) -> BuildOutput:
     target = config.target
+    zip_date_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the first zip is written
     deprecation = target.runtime_info.deprecation_warning(today or date.today())
     if deprecation:
         warn(f"warning: {deprecation}")
