@@ -44,7 +44,7 @@ from hatch_lambda.packs.image import image_installer
 from hatch_lambda.packs.pack import PackSpec
 from hatch_lambda.packs.sources import pack_sources
 from hatch_lambda.packs.strip import PruneReport
-from hatch_lambda.scratch import Scratch
+from hatch_lambda.scratch import Scratch, output_directory
 
 #: The function's files, selected in the project directory its code lives in.
 Code = Callable[[Function, Path], list[Entry]]
@@ -82,7 +82,7 @@ def build(
         f"for {target.describe()}")
     pairs = zip(config.functions, closures.functions, strict=True)
     function_files = {f.name: code(f, root.directory) for f, root in pairs}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_directory(out_dir)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
