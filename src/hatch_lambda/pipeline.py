@@ -29,7 +29,7 @@ from hatch_lambda.assemble.manifest import (
     Stripped,
 )
 from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
-from hatch_lambda.cache.store import cache_dir
+from hatch_lambda.cache.store import writable_cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
 from hatch_lambda.checks.runtime_extra import runtime_extra
 from hatch_lambda.checks.smoke import smoke_check
@@ -71,10 +71,11 @@ def build(
 ) -> BuildOutput:
     target = config.target
     zip_date_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the first zip is written
+    cache = writable_cache_dir()
     deprecation = target.runtime_info.deprecation_warning(today or date.today())
     if deprecation:
         warn(f"warning: {deprecation}")
-    closures = plan(config, project_dir, cache_dir())
+    closures = plan(config, project_dir, cache)
     resolution = closures.resolution
     for note in resolution.notes:
         log(f"  {note}")
@@ -86,7 +87,7 @@ def build(
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
-    ctx = BuildContext(cache_dir(), scratch / "store" if no_cache else cache_dir(), scratch, log, warn)
+    ctx = BuildContext(cache, scratch / "store" if no_cache else cache, scratch, log, warn)
     try:
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.
