@@ -45,7 +45,7 @@ def not_a_wheel(dist: Distribution, path: Path, exc: BaseException) -> LambdaBui
     """The error for a file named like a wheel that is not a readable zip archive."""
     where = f"the file {dist.source}" if dist.source_kind == "path" else f"{dist.name}'s file"
     return LambdaBuildError(
-        f"{dist.pin}: {path.name} is not a wheel: it is not a readable zip archive ({exc or type(exc).__name__}); "
+        f"{dist.pin}: {path.name} is not a wheel: it is not a readable zip archive ({str(exc) or type(exc).__name__}); "
         "refusing to install it",
         f"replace {where} with a real wheel and run `uv lock`, or leave the package out with exclude-packages",
     )
