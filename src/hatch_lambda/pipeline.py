@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from hatch_lambda.assemble.archive import WrittenZip
+from hatch_lambda.assemble.archive import WrittenZip, zip_date_time
 from hatch_lambda.assemble.audit import MB, SizeCheck, check_sizes, enforce
 from hatch_lambda.assemble.manifest import (
     MANIFEST,
@@ -32,7 +32,7 @@ from hatch_lambda.assemble.manifest import (
     Stripped,
 )
 from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
-from hatch_lambda.cache.store import cache_dir
+from hatch_lambda.cache.store import writable_cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
 from hatch_lambda.checks.runtime_extra import runtime_extra
 from hatch_lambda.checks.smoke import smoke_check
@@ -47,7 +47,7 @@ from hatch_lambda.packs.image import image_installer
 from hatch_lambda.packs.pack import PackSpec
 from hatch_lambda.packs.sources import pack_sources
 from hatch_lambda.packs.strip import PruneReport
-from hatch_lambda.scratch import Scratch
+from hatch_lambda.scratch import Scratch, output_directory
 
 #: The function's files, selected in the project directory its code lives in.
 Code = Callable[[Function, Path], list[Entry]]
@@ -73,10 +73,12 @@ def build(
     today: date | None = None,
 ) -> BuildOutput:
     target = config.target
+    zip_date_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the first zip is written
+    cache = writable_cache_dir()
     deprecation = target.runtime_info.deprecation_warning(today or date.today())
     if deprecation:
         warn(f"warning: {deprecation}")
-    closures = plan(config, project_dir, cache_dir())
+    closures = plan(config, project_dir, cache)
     resolution = closures.resolution
     for note in resolution.notes:
         log(f"  {note}")
@@ -84,11 +86,11 @@ def build(
         f"for {target.describe()}")
     pairs = zip(config.functions, closures.functions, strict=True)
     function_files = {f.name: code(f, root.directory) for f, root in pairs}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_directory(out_dir)
     claimed = Scratch.claim(out_dir)
     scratch = claimed.path
     # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
-    ctx = BuildContext(cache_dir(), scratch / "store" if no_cache else cache_dir(), scratch, log, warn)
+    ctx = BuildContext(cache, scratch / "store" if no_cache else cache, scratch, log, warn)
     try:
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from hatch_lambda.errors import LambdaBuildError
+
 fcntl: ModuleType | None
 try:
     import fcntl as _fcntl
@@ -27,6 +29,31 @@ except ImportError:  # not POSIX: fall back to the pid check
 
 PREFIX = ".hatch-lambda-"
 OWNER = ".owner"
+_POINT_IT = ("point `directory` in the target's table of pyproject.toml (or the -d option) at a directory you "
+             "can write")
+
+
+def _unusable(out_dir: Path, exc: OSError | None = None) -> LambdaBuildError:
+    if out_dir.exists() and not out_dir.is_dir():
+        reason = f"it is a {'file' if out_dir.is_file() else 'device'}, not a directory"
+    else:
+        reason = f"it cannot be written ({exc.strerror if exc and exc.strerror else 'not writable'})"
+    return LambdaBuildError(f"the output directory {out_dir} cannot hold the artifacts: {reason}", _POINT_IT)
+
+
+def output_directory(out_dir: Path) -> Path:
+    """``out_dir``, created if need be; one error when it is a file, a device or cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(out_dir, exc) from None
+    if not out_dir.is_dir():  # mkdir(exist_ok=True) accepts a link to a file on some systems
+        raise _unusable(out_dir)
+    try:  # written to, to know: permission bits, a read-only mount, an unwritable device
+        os.rmdir(tempfile.mkdtemp(prefix=f"{PREFIX}probe-", dir=out_dir))
+    except OSError as exc:
+        raise _unusable(out_dir, exc) from None
+    return out_dir
 
 
 @dataclass
@@ -39,7 +66,10 @@ class Scratch:
     def claim(cls, out_dir: Path) -> Scratch:
         """Remove stale scratch directories in ``out_dir``, then create and lock a new one."""
         remove_stale(out_dir)
-        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=out_dir))
+        try:
+            path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=out_dir))
+        except OSError as exc:  # read-only, or the permission checked earlier was taken away
+            raise _unusable(out_dir, exc) from None
         # Locked under another name, then renamed: nobody sees the lock file unlocked.
         fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
         if fcntl is not None:

@@ -38,12 +38,23 @@ _DOMAIN = b"hatch-lambda cache seal 1\0"
 def secret_path() -> Path:
     """Where this user's cache secret is kept when ``$HATCH_LAMBDA_CACHE_SECRET`` is not set."""
     if os.name == "nt":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+        base = Path(os.environ.get("APPDATA") or _home() / "AppData" / "Roaming")
     elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
+        base = _home() / "Library" / "Application Support"
     else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or _home() / ".config")
     return base / "hatch-lambda" / "cache-secret"
+
+
+def _home() -> Path:
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError, OSError):
+        raise LambdaBuildError(
+            "no place for the cache secret: HOME is not set and the password database has no home directory "
+            "for this user",
+            f"set {SECRET_VARIABLE} to a long random string, or set HOME or XDG_CONFIG_HOME",
+        ) from None
 
 
 def cache_secret(cache: Path) -> bytes:

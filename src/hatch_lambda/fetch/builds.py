@@ -7,12 +7,15 @@ is cached (``built/<sdist sha256>``, ``git/<key>``) since its source never chang
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -58,8 +61,29 @@ def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
     return wheels[0]
 
 
-def unpack_sdist(path: Path, into: Path) -> Path:
+#: What reading a damaged archive raises: not an archive, a bad member (tarfile's data filter too), a cut stream.
+DAMAGED = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, gzip.BadGzipFile,
+           lzma.LZMAError, NotImplementedError)
+
+
+def unpack_sdist(path: Path, into: Path, dist: Distribution) -> Path:
     """Unpack an sdist (.tar.gz or .zip) safely; the directory holding pyproject/setup.py."""
+    try:
+        return _unpack_sdist(path, into)
+    except tarfile.FilterError as exc:  # a link or path leaving the archive's directory
+        raise LambdaBuildError(f"{dist.pin}: {path.name} holds an unsafe member: {exc}; refusing to unpack it",
+                               f"report it to the {dist.name} maintainers, or leave the package out with "
+                               "exclude-packages") from None
+    except DAMAGED as exc:
+        where = f"the file {dist.source}" if dist.source_kind == "path" else f"{dist.name}'s sdist"
+        raise LambdaBuildError(
+            f"{dist.pin}: {path.name} is not an sdist: it is not a readable .tar.gz or .zip archive "
+            f"({str(exc).splitlines()[0].rstrip(':') if str(exc) else type(exc).__name__})",
+            f"replace {where} with a real sdist and run `uv lock`, or leave the package out with exclude-packages",
+        ) from None
+
+
+def _unpack_sdist(path: Path, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
@@ -85,7 +109,7 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
     entry = Entry(cache, "built", dist.sha256 + suffix, WHEEL_META)
     cached = entry.read(read_wheel)
     if cached is None:
-        tree = unpack_sdist(source, work / "sdists" / dist.name)
+        tree = unpack_sdist(source, work / "sdists" / dist.name, dist)
         if sub:
             tree = tree / sub
             if ".." in PurePosixPath(sub).parts or not tree.is_dir():

@@ -31,7 +31,10 @@ STALE_PART_SECONDS = 3600
 
 def _netrc_header(url: str) -> dict[str, str]:
     host = urlsplit(url).hostname
-    path = os.environ.get("NETRC") or Path.home() / ".netrc"
+    try:
+        path = os.environ.get("NETRC") or Path.home() / ".netrc"
+    except (RuntimeError, KeyError):  # no home directory, so no ~/.netrc to read
+        return {}
     if not host or not Path(path).is_file():
         return {}
     try:

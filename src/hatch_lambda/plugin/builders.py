@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ from hatch_lambda.assemble.manifest import MANIFEST, Manifest
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.file import read_toml
+from hatch_lambda.lockfile.file import read_toml, too_deep
 from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.pipeline import InterruptedAfterPublishing, build
 from hatch_lambda.plugin.secrets import filter_secrets
+from hatch_lambda.scratch import output_directory
 
 
 class LambdaBuilderConfig(BuilderConfig):
@@ -59,17 +61,34 @@ class _LambdaBuilder(BuilderInterface):
     def build(self, **kwargs: Any) -> Generator[str, None, None]:
         # hatchling checks, then creates, the output directory: two builds started
         # at once (lambda-layer and lambda-fat) race there, so create it first.
-        directory = kwargs.get("directory")
-        if directory is None:
-            location = os.environ.get(BuildEnvVars.LOCATION)
-            directory = self.config.normalize_build_directory(location) if location else self.config.directory
-        os.makedirs(directory, exist_ok=True)
+        with self._reported():
+            output_directory(Path(self._output(kwargs)))
         # One "version" writes several zips; report each the way hatch reports a wheel.
         self._artifacts: list[str] = []
         # `hatch build -c` (clean) or HATCH_LAMBDA_NO_CACHE=1: build everything afresh, reading no cache.
         self._no_cache = bool(kwargs.get("clean")) or os.environ.get("HATCH_LAMBDA_NO_CACHE", "") not in ("", "0")
         for _ in super().build(**kwargs):
             yield from self._artifacts
+
+    def _output(self, kwargs: dict[str, Any]) -> str:
+        """The output directory hatchling will use: ``-d``, else hatch's location variable, else the table's."""
+        directory = kwargs.get("directory")
+        if directory is not None:
+            return str(directory)
+        location = os.environ.get(BuildEnvVars.LOCATION)
+        try:
+            return self.config.normalize_build_directory(location) if location else self.config.directory
+        except (RecursionError, MemoryError):  # hatchling reads pyproject.toml here, with tomllib
+            raise too_deep(Path(self.root) / "pyproject.toml") from None
+
+    @contextmanager
+    def _reported(self) -> Iterator[None]:
+        """A LambdaBuildError becomes hatchling's one-message abort with exit status 2."""
+        try:
+            yield
+        except LambdaBuildError as exc:
+            self.app.abort(f"hatch-lambda: {exc}", code=2)
+            raise  # abort exits; this line only runs with a test double
 
     def clean(self, directory: str, versions: list[str]) -> None:
         """Remove the zips a previous build of this target wrote, and its manifest section."""
@@ -98,19 +117,17 @@ class _LambdaBuilder(BuilderInterface):
 
     def _build_standard(self, directory: str, **build_data: Any) -> str:
         try:
-            config = self.lambda_config()
-            output = build(
-                config,
-                Path(self.root),
-                Path(directory),
-                lambda function, where: self.function_code(function, config, where),
-                log=self.app.display_info,
-                warn=self.app.display_warning,
-                no_cache=getattr(self, "_no_cache", False),
-            )
-        except LambdaBuildError as exc:
-            self.app.abort(f"hatch-lambda: {exc}", code=2)
-            raise  # abort exits; this line only runs with a test double
+            with self._reported():
+                config = self.lambda_config()
+                output = build(
+                    config,
+                    Path(self.root),
+                    Path(directory),
+                    lambda function, where: self.function_code(function, config, where),
+                    log=self.app.display_info,
+                    warn=self.app.display_warning,
+                    no_cache=getattr(self, "_no_cache", False),
+                )
         except InterruptedAfterPublishing as interrupted:
             self.app.abort(f"hatch-lambda: interrupted once the new artifacts were in place; "
                            f"{interrupted.output.manifest} describes them", code=130)
