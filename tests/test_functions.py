@@ -289,3 +289,113 @@ def test_fat_closures_hold_when_assembled_from_cached_packs(tmp_path, cache):
     before = digests(build.out())
     clean = hatchling_build(project, FAT, cache=cache, args=["-c"])
     assert digests(clean.out()) == before
+
+
+# --------------------------------------------------------------------------
+# function code stays in the project: links, build output, special files
+
+
+@pytest.fixture
+def tiny(tmp_path, cache):
+    """A project with no dependencies (src/app), built once: the previous artifacts."""
+    from helpers.projects import local_project
+
+    project = local_project(tmp_path / "tiny", "app", {})
+    build = hatchling_build(project, LAYER, cache=cache)
+    assert zip_files(build.out("app.zip")) == {"app/__init__.py", "app/handler.py"}
+    return project
+
+
+def _outside(tmp_path):
+    """A credentials file and a directory of files, outside the project."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = SECRET\n")
+    (home / "tree" / "deep").mkdir(parents=True)
+    (home / "tree" / "deep" / "notes.txt").write_text("SECRET\n")
+    return home
+
+
+@pytest.mark.parametrize(
+    "link, target, needles",
+    [
+        ("src/app/config.txt", ".aws/credentials",
+         ["function 'app': src/app/config.txt is a symbolic link to {home}/.aws/credentials, outside the project "
+          "({project}); hatch-lambda does not ship files from outside the project",
+          'fix: replace the link with a copy of what it points to, or leave it out of the function\'s files '
+          '(exclude = ["src/app/config.txt"])']),
+        ("src/app/vendor", "tree",
+         ["function 'app': src/app/vendor is a symbolic link to {home}/tree (a directory; "
+          "src/app/vendor/deep/notes.txt is a file in it), outside the project ({project})",
+          'exclude = ["src/app/vendor"]']),
+        ("src/app/relative.txt", "../../../home/.aws/credentials",
+         ["function 'app': src/app/relative.txt is a symbolic link to ../../../home/.aws/credentials "
+          "({home}/.aws/credentials), outside the project ({project})"]),
+    ],
+    ids=["file", "directory", "relative"],
+)
+def test_a_link_out_of_the_project_is_refused_and_the_previous_artifacts_stay(tiny, tmp_path, cache, link, target,
+                                                                              needles):
+    home = _outside(tmp_path)
+    before = digests(tiny / "dist" / "lambda")
+    (tiny / link).symlink_to(target if target.startswith("..") else home / target)
+    build = hatchling_build(tiny, LAYER, FAT, cache=cache, check=False)
+    assert_failed_cleanly(build, *(needle.format(home=home, project=tiny) for needle in needles))
+    assert "SECRET" not in build.output
+    assert digests(tiny / "dist" / "lambda") == before
+
+
+def test_links_inside_the_project_ship_what_they_point_to(tiny, tmp_path, cache):
+    (tiny / "shared" / "sub").mkdir(parents=True)
+    (tiny / "shared" / "sub" / "data.json").write_text('{"n": 1}\n')
+    (tiny / "src" / "app" / "shared").symlink_to(tiny / "shared")  # a directory, absolute
+    (tiny / "src" / "app" / "alias.py").symlink_to("handler.py")  # a file, relative
+    (tiny / "src" / "app" / "loop").symlink_to("..")  # back up: hatch walks it once
+    build = hatchling_build(tiny, LAYER, cache=cache)
+    files = zip_files(build.out("app.zip"))
+    assert {"app/shared/sub/data.json", "app/alias.py", "app/handler.py"} <= files
+    import zipfile
+
+    with zipfile.ZipFile(build.out("app.zip")) as archive:
+        assert archive.read("app/shared/sub/data.json") == b'{"n": 1}\n'
+        assert archive.read("app/alias.py") == (tiny / "src" / "app" / "handler.py").read_bytes()
+    root = lambda_root(tmp_path / "run", "3.11", layer=build.out("layer.zip"), function=build.out("app.zip"))
+    assert invoke(root, "app.alias").result == {"ok": True}
+
+
+def test_a_dangling_link_or_a_named_pipe_is_refused(tiny, cache):
+    import os
+
+    before = digests(tiny / "dist" / "lambda")
+    (tiny / "src" / "app" / "gone.txt").symlink_to("nowhere.txt")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'app': src/app/gone.txt is a symbolic link to nowhere.txt "
+                                 f"({tiny}/src/app/nowhere.txt), which does not exist",
+                          "fix: remove the link, or point it at a file inside the project")
+    (tiny / "src" / "app" / "gone.txt").unlink()
+    os.mkfifo(tiny / "src" / "app" / "pipe")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)  # would block reading the pipe
+    assert_failed_cleanly(build, "function 'app': src/app/pipe is not a regular file (a named pipe), which a zip "
+                                 'cannot hold', 'exclude = ["src/app/pipe"]')
+    assert digests(tiny / "dist" / "lambda") == before
+
+
+def test_the_output_directories_are_never_function_code(tiny, cache):
+    """A selection of everything, an output directory inside the project: the zip does not grow build by build."""
+    configure(tiny, directory="build/zips", functions={"app": {"include": ["**"], "sources": ["src"]}})
+    configure(tiny, FAT, directory="fat")
+    hatchling_build(tiny, FAT, cache=cache)
+    (tiny / "build" / "zips").mkdir(parents=True)
+    stale = tiny / "build" / "zips" / ".hatch-lambda-999999-x"  # a killed build's scratch directory
+    stale.mkdir()
+    (stale / "half.py").write_text("")
+    first = hatchling_build(tiny, LAYER, cache=cache)
+    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock"}
+    assert zip_files(tiny / "build" / "zips" / "app.zip") == expected
+    built = digests(tiny / "build" / "zips")
+    again = hatchling_build(tiny, LAYER, cache=cache)
+    assert digests(tiny / "build" / "zips") == built, again.output
+    elsewhere = hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])  # -d: that directory too
+    hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])
+    assert zip_files(tiny / "other" / "app.zip") == expected, elsewhere.output
+    assert "out of function 'app'" not in first.output  # nothing reported: build output is not code

@@ -24,6 +24,7 @@ from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import read_toml
 from hatch_lambda.packs.deflate import Entry
 from hatch_lambda.pipeline import build
+from hatch_lambda.plugin.confine import confined
 from hatch_lambda.plugin.secrets import filter_secrets
 
 
@@ -103,7 +104,7 @@ class _LambdaBuilder(BuilderInterface):
                 config,
                 Path(self.root),
                 Path(directory),
-                lambda function, where: self.function_code(function, config, where),
+                lambda function, where: self.function_code(function, config, where, Path(directory)),
                 log=self.app.display_info,
                 warn=self.app.display_warning,
                 no_cache=getattr(self, "_no_cache", False),
@@ -119,15 +120,36 @@ class _LambdaBuilder(BuilderInterface):
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
 
-    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None) -> list[Entry]:
-        """The function's files, without those that look like secrets (reported as left out)."""
-        picked = filter_secrets(self.function_files(function, directory), config.include_secrets)
+    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None,
+                      output: Path | None = None) -> list[Entry]:
+        """The function's files, kept to the project and without the build output (``output`` and the
+        targets' directories) nor files that look like secrets (reported as left out)."""
+        roots = [Path(self.root)] + ([directory] if directory is not None else [])
+        outputs = self.output_directories() + ([output] if output is not None else [])
+        files = confined(self.function_files(function, directory), function.name, roots, outputs)
+        if not files:
+            raise LambdaBuildError(
+                f"function {function.name!r} selects no files in {directory or self.root} but build output",
+                f"check its packages/include under [tool.hatch.build.targets.{LAYER}.functions]",
+            )
+        picked = filter_secrets(files, config.include_secrets)
         for name in picked.left_out:
             self.app.display_warning(
                 f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
                 f"(list it in include-secrets to ship it)"
             )
         return picked.kept
+
+    def output_directories(self) -> list[Path]:
+        """Where lambda-layer and lambda-fat write by default (their ``directory``), as configured."""
+        found = []
+        for builder in (LambdaLayerBuilder, LambdaFatBuilder):
+            try:
+                other = builder(self.root, plugin_manager=self.plugin_manager, config=self.raw_config, app=self.app)
+                found.append(Path(other.config.directory))
+            except (TypeError, ValueError):  # a bad directory: that target's own build says so
+                continue
+        return found
 
     def function_files(self, function: Function, directory: Path | None = None) -> list[Entry]:
         """The files hatch's wheel target would ship with this function's options.
