@@ -399,3 +399,96 @@ def test_the_output_directories_are_never_function_code(tiny, cache):
     hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])
     assert zip_files(tiny / "other" / "app.zip") == expected, elsewhere.output
     assert "out of function 'app'" not in first.output  # nothing reported: build output is not code
+
+
+# --------------------------------------------------------------------------
+# artifact names: one namespace per output directory
+
+
+def _tables(project, layer_functions, fat_functions=None, **fat_keys):
+    def change(data):
+        target_table(data)["functions"] = layer_functions
+        if fat_functions is not None:
+            target_table(data, FAT).update({"functions": fat_functions, **fat_keys})
+        else:
+            data["tool"]["hatch"]["build"]["targets"].pop(FAT, None)
+
+    edit_pyproject(project, change)
+
+
+def test_names_clashing_across_the_targets_are_refused_before_building(tiny, cache):
+    """lambda-layer's function api-fat and lambda-fat's function api would both write api-fat.zip."""
+    before = digests(tiny / "dist" / "lambda")
+    _tables(tiny, {"api-fat": {}}, {"api": {}})
+    fix = ("fix: rename one of the functions (under [tool.hatch.build.targets.{}.functions] or "
+           "[tool.hatch.build.targets.{}.functions] in pyproject.toml), or build the two targets into different "
+           "directories (directory = ...)")
+    for kind, other, problem in (
+        (LAYER, FAT, "function 'api-fat' of lambda-layer and function 'api' of lambda-fat (in pyproject.toml) "
+                     "both write api-fat.zip in {}"),
+        (FAT, LAYER, "function 'api' of lambda-fat and function 'api-fat' of lambda-layer (in pyproject.toml) "
+                     "both write api-fat.zip in {}"),
+    ):
+        build = hatchling_build(tiny, kind, cache=cache, check=False)
+        assert_failed_cleanly(build, problem.format(tiny / "dist" / "lambda"), fix.format(kind, other))
+        assert "distributions from uv.lock" not in build.output  # refused before anything was read or built
+    assert digests(tiny / "dist" / "lambda") == before
+    # The hook, -d and hatch-lambda build put both targets in one directory: the same names are refused there.
+    build = hatchling_build(tiny, LAYER, cache=cache, args=["-d", "both"], check=False)
+    assert_failed_cleanly(build, "both write api-fat.zip in {}".format(tiny / "both"))
+    # Each target into a directory of its own: no clash.
+    _tables(tiny, {"api-fat": {}}, {"api": {}}, directory="fat")
+    hatchling_build(tiny, LAYER, FAT, cache=cache)
+    assert (tiny / "dist" / "lambda" / "api-fat.zip").is_file() and (tiny / "fat" / "api-fat.zip").is_file()
+
+
+def test_a_name_the_manifest_says_another_target_wrote_is_refused(tiny, cache):
+    _tables(tiny, {"api-fat": {}})  # no lambda-fat table yet
+    layer = hatchling_build(tiny, LAYER, cache=cache)
+    before = digests(layer.out())
+    _tables(tiny, {"other": {}}, {"api": {}})  # the tables no longer clash; the directory still holds api-fat.zip
+    build = hatchling_build(tiny, FAT, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'api' of lambda-fat would write api-fat.zip in {layer.out()}, where "
+                                 "manifest.json says function 'api-fat' of lambda-layer wrote api-fat.zip",
+                          "fix: rename one of the functions")
+    assert digests(layer.out()) == before
+    assert manifest(layer.out())["targets"][LAYER]["artifacts"][1]["sha256"] == before["api-fat.zip"]
+
+
+def test_clean_leaves_a_file_another_target_lists(tiny, cache):
+    """A manifest where both sections list one file (as an older version could write): -c keeps it."""
+    import json
+
+    _tables(tiny, {"app": {}}, {"app": {}})
+    both = hatchling_build(tiny, LAYER, FAT, cache=cache)
+    document = manifest(both.out())
+    shared = next(a for a in document["targets"][LAYER]["artifacts"] if a["file"] == "app.zip")
+    document["targets"][FAT]["artifacts"].append(shared)
+    (both.out("manifest.json")).write_text(json.dumps(document))
+    kept = digests(both.out())["app.zip"]
+    hatchling_build(tiny, FAT, cache=cache, args=["-c"])
+    assert digests(both.out())["app.zip"] == kept
+    assert (both.out("app-fat.zip")).is_file()  # built again
+
+
+@pytest.mark.parametrize(
+    "functions, problem",
+    [
+        ({"Api": {}, "api": {}}, "function 'Api' and function 'api' of lambda-layer write Api.zip and api.zip, "
+                                 "one file where the file system ignores case (macOS, Windows)"),
+        ({"Layer": {}}, "function 'Layer' and the layer of lambda-layer write Layer.zip and layer.zip, one file "
+                        "where the file system ignores case (macOS, Windows)"),
+    ],
+    ids=["two-functions", "the-layer"],
+)
+def test_names_that_differ_only_in_case_are_refused(tmp_path, functions, problem):
+    from hatch_lambda.assemble.names import check_names
+    from hatch_lambda.config.options import load_config
+    from hatch_lambda.errors import LambdaBuildError
+
+    config = load_config(LAYER, {"functions": functions}, {}, project_name="app", requires_python=">=3.11")
+    with pytest.raises(LambdaBuildError) as raised:
+        check_names(config, tmp_path)
+    assert raised.value.problem == problem
+    assert raised.value.fix == "rename one of them in the functions of [tool.hatch.build.targets.lambda-layer] in " \
+                               "pyproject.toml"

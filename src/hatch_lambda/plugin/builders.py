@@ -78,8 +78,11 @@ class _LambdaBuilder(BuilderInterface):
         section = document.sections.pop(self.KIND, None)
         if section is None:
             return
+        # A file another target's section lists too (a clash an older version let through) is that target's.
+        others = {artifact.file for other in document.sections.values() for artifact in other.artifacts}
         for artifact in section.artifacts:
-            Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
+            if artifact.file not in others:
+                Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
         manifest = Path(directory, MANIFEST)
         if document.sections:
             document.write(manifest)
@@ -108,6 +111,7 @@ class _LambdaBuilder(BuilderInterface):
                 log=self.app.display_info,
                 warn=self.app.display_warning,
                 no_cache=getattr(self, "_no_cache", False),
+                neighbours=self.neighbours(Path(directory)),
             )
         except LambdaBuildError as exc:
             self.app.abort(f"hatch-lambda: {exc}", code=2)
@@ -139,6 +143,22 @@ class _LambdaBuilder(BuilderInterface):
                 f"(list it in include-secrets to ship it)"
             )
         return picked.kept
+
+    def neighbours(self, directory: Path) -> tuple[LambdaConfig, ...]:
+        """The config of the other target (lambda-fat for lambda-layer, and back) when pyproject.toml declares
+        its table and it writes into ``directory`` too: its own ``directory`` is the same, or this build's was
+        given for the build (``-d``, the build hook, ``hatch-lambda build``), where the other goes as well."""
+        other = LambdaFatBuilder if self.KIND == LAYER else LambdaLayerBuilder
+        if other.KIND not in self.build_config.get("targets", {}):
+            return ()
+        try:
+            builder = other(self.root, plugin_manager=self.plugin_manager, config=self.raw_config, app=self.app)
+            here, own = directory.resolve(), Path(self.config.directory).resolve()
+            if here == own and Path(builder.config.directory).resolve() != own:
+                return ()  # each target into a directory of its own
+            return (builder.lambda_config(),)
+        except (LambdaBuildError, TypeError, ValueError):  # a bad table: that target's own build says so
+            return ()
 
     def output_directories(self) -> list[Path]:
         """Where lambda-layer and lambda-fat write by default (their ``directory``), as configured."""
