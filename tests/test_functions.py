@@ -363,16 +363,24 @@ def test_links_inside_the_project_ship_what_they_point_to(tiny, tmp_path, cache)
     assert invoke(root, "app.alias").result == {"ok": True}
 
 
-def test_a_dangling_link_or_a_named_pipe_is_refused(tiny, cache):
+def test_a_dangling_link_a_loop_or_a_named_pipe_is_refused(tiny, cache):
     import os
 
     before = digests(tiny / "dist" / "lambda")
     (tiny / "src" / "app" / "gone.txt").symlink_to("nowhere.txt")
     build = hatchling_build(tiny, LAYER, cache=cache, check=False)
     assert_failed_cleanly(build, f"function 'app': src/app/gone.txt is a symbolic link to nowhere.txt "
-                                 f"({tiny}/src/app/nowhere.txt), which does not exist",
+                                 f"({tiny}/src/app/nowhere.txt), which leads to no file (nothing is there, or the "
+                                 "links go round in a loop)",
                           "fix: remove the link, or point it at a file inside the project")
     (tiny / "src" / "app" / "gone.txt").unlink()
+    (tiny / "src" / "app" / "ping").symlink_to("pong")
+    (tiny / "src" / "app" / "pong").symlink_to("ping")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'app': src/app/ping is a symbolic link to pong ({tiny}/src/app/pong), "
+                                 "which leads to no file")
+    (tiny / "src" / "app" / "ping").unlink()
+    (tiny / "src" / "app" / "pong").unlink()
     os.mkfifo(tiny / "src" / "app" / "pipe")
     build = hatchling_build(tiny, LAYER, cache=cache, check=False)  # would block reading the pipe
     assert_failed_cleanly(build, "function 'app': src/app/pipe is not a regular file (a named pipe), which a zip "

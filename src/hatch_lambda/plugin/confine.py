@@ -44,7 +44,8 @@ def confined(entries: Iterable[Entry], function: str, roots: Iterable[Path], out
             root = inside[0] if inside else path.parent
             link = _culprit(path, root, lambda link: not _resolves(link))
             raise LambdaBuildError(
-                f"function {function!r}: {_link_named(path, root, link)}, which does not exist",
+                f"function {function!r}: {_link_named(path, root, link)}, which leads to no file (nothing is "
+                "there, or the links go round in a loop)",
                 "remove the link, or point it at a file inside the project",
             ) from None
         if any(path.is_relative_to(out) or real.is_relative_to(out) for out in skipped):
