@@ -31,6 +31,7 @@ from hatch_lambda.assemble.manifest import (
     Section,
     Stripped,
 )
+from hatch_lambda.assemble.names import check_names, zip_name
 from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
 from hatch_lambda.cache.store import writable_cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
@@ -71,7 +72,10 @@ def build(
     warn: Log = print,
     no_cache: bool = False,
     today: date | None = None,
+    neighbours: tuple[LambdaConfig, ...] = (),
 ) -> BuildOutput:
+    """Build ``config``'s artifacts into ``out_dir``; ``neighbours``: the configs of other targets built there."""
+    check_names(config, out_dir, neighbours)
     target = config.target
     zip_date_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the first zip is written
     cache = writable_cache_dir()
@@ -181,15 +185,11 @@ def _prove(config: LambdaConfig, closures: Plan, written: list[WrittenZip], ctx:
         return {}
     by_name = {item.path.name: item.path for item in written}
     layer = by_name.get("layer.zip")
-    jobs = [HandlerJob(f, by_name[_zip_name(config, f)], layer) for f in config.functions]
+    jobs = [HandlerJob(f, by_name[zip_name(config.kind, f.name)], layer) for f in config.functions]
     extra = runtime_extra(config, closures, ctx)
     proofs = prove_handlers(jobs, config.target, image=config.image_name, runtime_extra=extra, log=ctx.log,
                             warn=ctx.warn)
     return {proof.function: proof for proof in proofs}
-
-
-def _zip_name(config: LambdaConfig, function: Function) -> str:
-    return f"{function.name}.zip" if config.kind == LAYER else f"{function.name}-fat.zip"
 
 
 def _size(size: int) -> str:
@@ -214,7 +214,7 @@ def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str,
 
     functions = {}
     for function, root in zip(config.functions, closures.functions, strict=True):
-        item = by_name[_zip_name(config, function)]
+        item = by_name[zip_name(config.kind, function.name)]
         proof = proofs.get(function.name)
         functions[function.name] = FunctionEntry(
             item.path.name, item.sha256_base64, function.handler, target.runtime, [target.arch],
