@@ -200,11 +200,16 @@ def test_home_that_does_not_exist_is_one_error(built, cache, tmp_path):
                            "fix: set HATCH_LAMBDA_CACHE_DIR to a directory you can write, or set HOME or "
                            "XDG_CACHE_HOME"], env={"HOME": str(missing)}, drop=NO_CACHE_VARIABLES)
     assert not missing.exists()
-    # XDG_CACHE_HOME is enough
-    result = build(built, cache, env={"HOME": str(missing), "XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    # XDG_CACHE_HOME is enough for the cache; the cache secret needs XDG_CONFIG_HOME (or HATCH_LAMBDA_CACHE_SECRET)
+    xdg = {"HOME": str(missing), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    refused(built, cache, [f"no place for the cache secret: the home directory {missing} (from HOME) does not exist",
+                           "fix: set HATCH_LAMBDA_CACHE_SECRET to a long random string, or set XDG_CONFIG_HOME"],
+            env=xdg, drop=["HATCH_LAMBDA_CACHE_DIR", "XDG_CONFIG_HOME", "HATCH_LAMBDA_CACHE_SECRET"])
+    result = build(built, cache, env={**xdg, "XDG_CONFIG_HOME": str(tmp_path / "config")},
                    drop=["HATCH_LAMBDA_CACHE_DIR"], args=["-d", "xdg-out"])
     assert result.ok, result.output
     assert (tmp_path / "xdg" / "hatch-lambda" / "packs").is_dir() and not missing.exists()
+    assert (tmp_path / "config" / "hatch-lambda" / "cache-secret").is_file()
 
 
 def test_no_home_directory_at_all_is_one_error(built, cache, tmp_path):
@@ -216,8 +221,8 @@ def test_no_home_directory_at_all_is_one_error(built, cache, tmp_path):
                 command=[sys.executable, "-m", "hatch_lambda", "cache", "dir"])
     assert cli.result.returncode == 2 and "Traceback" not in cli.output
     assert "hatch-lambda: error: no cache directory: HOME is not set" in cli.output
-    result = build(built, cache, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")}, drop=["HOME", "HATCH_LAMBDA_CACHE_DIR"],
-                   prefix=prefix, args=["-d", "xdg-out"])
+    result = build(built, cache, env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_HOME": str(tmp_path / "c")},
+                   drop=["HOME", "HATCH_LAMBDA_CACHE_DIR"], prefix=prefix, args=["-d", "xdg-out"])
     assert result.ok, result.output
     assert (tmp_path / "xdg" / "hatch-lambda" / "packs").is_dir()
 

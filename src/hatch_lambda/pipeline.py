@@ -92,10 +92,10 @@ def build(
     function_files = {f.name: code(f, root.directory) for f, root in pairs}
     output_directory(out_dir)
     claimed = Scratch.claim(out_dir)
-    scratch = claimed.path
-    # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
-    ctx = BuildContext(cache, scratch / "store" if no_cache else cache, scratch, log, warn)
     try:
+        scratch = claimed.path
+        # Without the cache (-c, HATCH_LAMBDA_NO_CACHE) packs and layers go to a throw-away store: the same path.
+        ctx = BuildContext(cache, scratch / "store" if no_cache else cache, scratch, log, warn)
         if config.kind == FAT and closures.disagrees:
             # Roots that need two versions of one distribution: each group of fat zips on its own.
             zips = merge_zips([_zips(config, part, {f.name: function_files[f.name] for f in part.functions},

@@ -10,9 +10,9 @@ concurrent build's scratch directory is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -49,10 +49,16 @@ def output_directory(out_dir: Path) -> Path:
         raise _unusable(out_dir, exc) from None
     if not out_dir.is_dir():  # mkdir(exist_ok=True) accepts a link to a file on some systems
         raise _unusable(out_dir)
-    try:  # written to, to know: permission bits, a read-only mount, an unwritable device
-        os.rmdir(tempfile.mkdtemp(prefix=f"{PREFIX}probe-", dir=out_dir))
+    # Written to, to know: permission bits, a read-only mount, an unwritable device. Named like a
+    # scratch directory of this process, so one an interrupt leaves is removed as stale by the next build.
+    probe = out_dir / f"{PREFIX}{os.getpid()}-probe-{os.urandom(4).hex()}"
+    try:
+        os.mkdir(probe)
     except OSError as exc:
         raise _unusable(out_dir, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
     return out_dir
 
 
@@ -66,15 +72,21 @@ class Scratch:
     def claim(cls, out_dir: Path) -> Scratch:
         """Remove stale scratch directories in ``out_dir``, then create and lock a new one."""
         remove_stale(out_dir)
+        path = out_dir / f"{PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+        fd = None
         try:
-            path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=out_dir))
-        except OSError as exc:  # read-only, or the permission checked earlier was taken away
-            raise _unusable(out_dir, exc) from None
-        # Locked under another name, then renamed: nobody sees the lock file unlocked.
-        fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(path / f"{OWNER}.new", path / OWNER)
+            try:
+                os.mkdir(path, 0o700)
+            except OSError as exc:  # read-only, or the permission checked earlier was taken away
+                raise _unusable(out_dir, exc) from None
+            # Locked under another name, then renamed: nobody sees the lock file unlocked.
+            fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(path / f"{OWNER}.new", path / OWNER)
+        except BaseException:  # Ctrl-C halfway: the directory is not left behind
+            cls(path, fd).release()
+            raise
         return cls(path, fd)
 
     def lock_output(self) -> None:

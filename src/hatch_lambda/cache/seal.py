@@ -47,14 +47,17 @@ def secret_path() -> Path:
 
 
 def _home() -> Path:
+    """The user's home directory, which must exist: a build never makes one."""
+    fix = f"set {SECRET_VARIABLE} to a long random string, or set XDG_CONFIG_HOME or HOME to a directory that exists"
     try:
-        return Path.home()
+        home = Path.home()
     except (RuntimeError, KeyError, OSError):
-        raise LambdaBuildError(
-            "no place for the cache secret: HOME is not set and the password database has no home directory "
-            "for this user",
-            f"set {SECRET_VARIABLE} to a long random string, or set HOME or XDG_CONFIG_HOME",
-        ) from None
+        raise LambdaBuildError("no place for the cache secret: HOME is not set and the password database has no "
+                               "home directory for this user", fix) from None
+    if not home.is_dir():
+        raise LambdaBuildError(f"no place for the cache secret: the home directory {home} (from HOME) does not exist",
+                               fix)
+    return home
 
 
 def cache_secret(cache: Path) -> bytes:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -80,37 +80,60 @@ def packs_for(
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
     progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
+    def one(source: PackSource) -> Pack:
+        entry = Entry(store_dir, "packs", source.key, INDEX)
+        built = []
+
+        def make(temporary: Path) -> None:
+            made = installed.get(source.dist.name) or source.wheel or fetch_one(
+                source.dist, cache, lock_dir, progress=progress)
+            job = (spec, source, temporary, work, made)
+            failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
+            if failure is not None:
+                raise LambdaBuildError(*failure)
+            built.append(True)
+
+        def damaged() -> None:
+            log(f"  cached pack of {source.dist.pin} failed its check; building it again")
+
+        try:
+            pack = entry.get(lambda path: load(path, source.key), make, damaged)
+        except OSError as exc:
+            raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
+                                   "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
+        return dataclasses.replace(pack, reused=False) if built else pack
+
+    jobs = ThreadPoolExecutor(max_workers=workers)
+    futures: dict[str, Future[Pack]] = {}
     try:
-        with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
-
-            def one(source: PackSource) -> Pack:
-                entry = Entry(store_dir, "packs", source.key, INDEX)
-                built = []
-
-                def make(temporary: Path) -> None:
-                    made = installed.get(source.dist.name) or source.wheel or fetch_one(
-                        source.dist, cache, lock_dir, progress=progress)
-                    job = (spec, source, temporary, work, made)
-                    failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
-                    if failure is not None:
-                        raise LambdaBuildError(*failure)
-                    built.append(True)
-
-                def damaged() -> None:
-                    log(f"  cached pack of {source.dist.pin} failed its check; building it again")
-
-                try:
-                    pack = entry.get(lambda path: load(path, source.key), make, damaged)
-                except OSError as exc:
-                    raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
-                                           "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
-                return dataclasses.replace(pack, reused=False) if built else pack
-
+        with progress:
             futures = {s.key: jobs.submit(one, s) for s in order}
             return [futures[s.key].result() for s in sources]
+    except BaseException:
+        # Ctrl-C or a refusal: nothing more starts, and the workers end now (they ignore SIGINT);
+        # every thread is done before the caller removes the scratch directory they write in.
+        for future in futures.values():
+            future.cancel()
+        if processes is not None:
+            stop_workers(processes)
+        raise
     finally:
+        jobs.shutdown(wait=True, cancel_futures=True)
         if processes is not None:
             processes.shutdown(cancel_futures=True)
+
+
+def stop_workers(processes: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now, whatever they are doing (``terminate_workers`` from Python 3.14)."""
+    terminate = getattr(processes, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    workers = list(getattr(processes, "_processes", {}).values())
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(timeout=10)
 
 
 def start_worker(parent: int, mask: Iterable[int]) -> None:
