@@ -112,7 +112,8 @@ def cached_path(file: LockedFile, cache: Path) -> Path:
     assert file.sha256, "a file is cached only once its digest is known"
     directory = entry_dir(cache, "files", file.sha256)
     final = directory / file.filename
-    if not inside(directory, final) or final.resolve().parent != directory.resolve():
+    expected = (cache / "files").resolve() / file.sha256[:2] / file.sha256 / file.filename
+    if final.resolve() != expected or not inside(cache, final):
         raise LambdaBuildError(
             f"uv.lock: the file {file.filename!r} (sha256 {file.sha256}) would be cached at {final.resolve()}, "
             f"outside its place in the cache {directory}",

@@ -68,7 +68,7 @@ def plain_name_problem(name: str) -> str | None:
     """Why ``name`` is not one plain path component, or None when it is."""
     if name in ("", ".", ".."):
         return "is not a file name"
-    for shown, char in (("/", "/"), ("\\", "\\"), ("NUL", "\0")):
+    for shown, char in (("NUL", "\0"), ("/", "/"), ("\\", "\\")):
         if char in name:
             return f"holds {shown}"
     if ENCODED.search(name) or ENCODED.search(unquote(name)):
