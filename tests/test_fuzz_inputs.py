@@ -149,7 +149,8 @@ def test_misshapen_lock_names_the_place(projects):
 
 #: Pieces of hostile strings: separators, dots, NUL, percent-encodings (once and twice), absolute paths.
 PIECES = ["/", "\\", "..", ".", "\0", "%2F", "%2f", "%5C", "%5c", "%2e%2e", "%2E", "%252F", "%00", "%", "/etc/passwd",
-          "C:\\Windows", "~", "victim", "-1.0-py3-none-any.whl", ".whl", ".tar.gz", "sha256:", "a" * 64, "0" * 63]
+          "C:\\Windows", "~", "victim", "-1.0-py3-none-any.whl", ".whl", ".tar.gz", "sha256:", "a" * 64, "0" * 63,
+          "//[", "]", "?", "#", "\n", "\u2100", "\uff0f"]  # a bad IPv6 host, a host NFKC makes hold a separator
 hostile = st.lists(st.one_of(st.sampled_from(PIECES), text), min_size=1, max_size=6).map("".join)
 #: Where uv writes a file's hash, file name and URL (a wheel's or an sdist's, or a url source's).
 LOCATED = re.compile(r'(hash|filename|url) = "([^"]*)"')

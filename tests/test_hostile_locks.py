@@ -198,6 +198,13 @@ def test_url_whose_last_segment_climbs_is_refused(locked, case):
                           f"{climb(case, locked.digest)!r} holds /")
 
 
+@pytest.mark.parametrize("url", ["http://[127.0.0.1/good-1.0-py3-none-any.whl",
+                                 "http://127.0.0.1\u2100/good-1.0-py3-none-any.whl"], ids=["ipv6", "nfkc"])
+def test_url_that_does_not_parse_is_refused(locked, case, url):
+    with_wheel(locked, case, url=url, hash=f"sha256:{locked.digest}")
+    refused(locked, case, f"wheels[0].url {url!r} is not a valid URL")
+
+
 def test_filename_that_is_not_the_file_the_url_names_is_refused(locked, case):
     digest = locked.serve("evil-6.6-py3-none-any.whl", make_wheel(case.root / "made", "evil", "6.6", {}).read_bytes())
     url = locked.server.url("evil-6.6-py3-none-any.whl")
