@@ -317,3 +317,54 @@ def test_cache_entry_key_that_is_not_hex_is_refused(case, digest):
     with pytest.raises(LambdaBuildError) as raised:
         entry_dir(case.cache, "built", digest)
     assert f"cache entry built/{digest!r} is not a hex digest" in raised.value.problem
+
+
+def test_subdirectory_outside_the_archive_is_refused(locked, case):
+    source = f'source = {{ url = "{locked.wheel_url}" }}'
+    edit_lock(case.project, lambda text: text.replace(
+        source, f'source = {{ url = "{locked.wheel_url}", subdirectory = "../../victim" }}'))
+    refused(locked, case, "source.subdirectory '../../victim' is not a directory inside the archive")
+
+
+# --------------------------------------------------------------------------
+# subdirectories that resolve outside what was unpacked or checked out (links), refused where they are used
+
+
+def test_sdist_subdirectory_outside_its_archive_is_refused(case):
+    from hatch_lambda.fetch.builds import host_build
+
+    sdist = case.root / "good-1.0.tar.gz"
+    sdist.write_bytes(_sdist("good", "1.0"))
+    outside = case.root / "outside"
+    outside.mkdir()
+    (outside / "pyproject.toml").write_text('[project]\nname = "good"\nversion = "1.0"\n')
+    dist = Distribution("good", "1.0", "url", "https://example.invalid/good-1.0.tar.gz",
+                        LockedFile(kind="sdist", filename=sdist.name, url="https://example.invalid/good-1.0.tar.gz",
+                                   sha256=hashlib.sha256(sdist.read_bytes()).hexdigest()),
+                        subdirectory=str(outside))
+    with pytest.raises(LambdaBuildError) as raised:
+        host_build(dist, sdist, case.root / "work", case.cache, lambda line: None)
+    assert f"good==1.0: good-1.0.tar.gz has no directory {str(outside)!r} (the lock's subdirectory)" in \
+        raised.value.problem
+    assert sorted(p.name for p in outside.iterdir()) == ["pyproject.toml"], "something was built in it"
+
+
+def test_git_subdirectory_that_is_a_link_out_of_the_checkout_is_refused(case):
+    from hatch_lambda.fetch.git import GitSource, checkout
+    from test_git_sources import git
+
+    outside = case.root / "outside"
+    outside.mkdir()
+    (outside / "pyproject.toml").write_text('[project]\nname = "good"\nversion = "1.0"\n')
+    repo = case.root / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "pkg").symlink_to(outside, target_is_directory=True)
+    git(repo, "add", "pkg")
+    git(repo, "commit", "-q", "-m", "a link out")
+    commit = git(repo, "rev-parse", "HEAD")
+    source = GitSource(url=repo.as_uri(), commit=commit, subdirectory="pkg")
+    with pytest.raises(LambdaBuildError) as raised:
+        checkout(source, case.root / "checkout", "good")
+    assert f"good: {source.label}: the subdirectory 'pkg' leads outside the checkout" in raised.value.problem
+    assert sorted(p.name for p in outside.iterdir()) == ["pyproject.toml"]
