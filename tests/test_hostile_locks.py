@@ -319,11 +319,13 @@ def test_cache_entry_key_that_is_not_hex_is_refused(case, digest):
     assert f"cache entry built/{digest!r} is not a hex digest" in raised.value.problem
 
 
-def test_subdirectory_outside_the_archive_is_refused(locked, case):
+@pytest.mark.parametrize(("written", "shown"), [('"../../victim"', "'../../victim'"), ('"/etc"', "'/etc'"),
+                                              ('"a\\\\..\\\\b"', "'a\\\\..\\\\b'"), ("3", "3")])
+def test_subdirectory_outside_the_archive_is_refused(locked, case, written, shown):
     source = f'source = {{ url = "{locked.wheel_url}" }}'
     edit_lock(case.project, lambda text: text.replace(
-        source, f'source = {{ url = "{locked.wheel_url}", subdirectory = "../../victim" }}'))
-    refused(locked, case, "source.subdirectory '../../victim' is not a directory inside the archive")
+        source, f'source = {{ url = "{locked.wheel_url}", subdirectory = {written} }}'))
+    refused(locked, case, f"source.subdirectory {shown} is not a directory inside the archive")
 
 
 # --------------------------------------------------------------------------

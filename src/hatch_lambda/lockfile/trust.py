@@ -93,12 +93,12 @@ def check_package(entry: dict, index: int, path: Path) -> None:
     name = entry["name"]
     where = f"{path}: package[{index}]"
     if not NAME.match(name):
-        raise LambdaBuildError(f"{where}: name {name!r} is not a valid package name", REWRITE)
+        raise LambdaBuildError(f"{where}: name {_shown(name)} is not a valid package name", REWRITE)
     label = f"{where} ({name} {entry.get('version', '')}".rstrip() + ")"
     source = entry.get("source", {})
     subdirectory = source.get("subdirectory")
-    if isinstance(subdirectory, str) and _escapes(subdirectory):
-        raise LambdaBuildError(f"{label}: source.subdirectory {subdirectory!r} is not a directory inside "
+    if subdirectory is not None and (not isinstance(subdirectory, str) or _escapes(subdirectory)):
+        raise LambdaBuildError(f"{label}: source.subdirectory {_shown(subdirectory)} is not a directory inside "
                                "the archive", REWRITE)
     files = [(f"wheels[{i}]", "wheel", wheel) for i, wheel in enumerate(entry.get("wheels", []))]
     if "sdist" in entry:
@@ -209,6 +209,6 @@ def _same(entry: dict, label: str, key: str, name: str, file_name: str, file_ver
                                f"not {entry['name']} {entry.get('version', '')}".rstrip(), REWRITE)
 
 
-def _shown(value: str) -> str:
+def _shown(value: object) -> str:
     shown = repr(value)
     return shown if len(shown) <= 120 else shown[:117] + "..."
