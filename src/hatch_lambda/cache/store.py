@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,8 @@ FORMAT = 2
 # Kinds of entries that may be pruned: downloads, wheels built from sdists and git checkouts, packs, layers,
 # and metadata read through build backends. Every kind is sharded by its key's first two digits.
 KINDS = ("files", "built", "git", "packs", "layers", "metadata")
+#: An entry's key: hex digits (a sha256, a key_of), with a hex suffix for a built sdist's subdirectory.
+KEY = re.compile(r"^[0-9a-f]{64}(-[0-9a-f]{16})?$")
 
 
 #: The variable that names the cache directory.
@@ -116,7 +119,19 @@ def key_of(parts: dict) -> str:
 
 
 def entry_dir(cache: Path, kind: str, key: str) -> Path:
+    """``<cache>/<kind>/<key[:2]>/<key>``; a key that is not hex (it may come from uv.lock) is an error."""
+    if kind not in KINDS or not KEY.match(key):
+        raise LambdaBuildError(
+            f"cache entry {kind}/{key!r} is not a hex digest, so it has no place in the cache {cache}",
+            "the digest comes from uv.lock, which was not written by uv: run `uv lock` again and review the change",
+        )
     return cache / kind / key[:2] / key
+
+
+def inside(directory: Path, path: Path) -> bool:
+    """Whether ``path`` is below ``directory``, links followed in both."""
+    resolved, root = path.resolve(), directory.resolve()
+    return resolved.is_relative_to(root) and resolved != root
 
 
 @contextmanager

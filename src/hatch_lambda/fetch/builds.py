@@ -19,9 +19,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
+from hatch_lambda.cache.store import inside
 from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
@@ -109,17 +111,31 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
     entry = Entry(cache, "built", dist.sha256 + suffix, WHEEL_META)
     cached = entry.read(read_wheel)
     if cached is None:
-        tree = unpack_sdist(source, work / "sdists" / dist.name, dist)
+        unpacked = unpack_sdist(source, work / "sdists" / dist.name, dist)
+        tree = unpacked
         if sub:
-            tree = tree / sub
-            if ".." in PurePosixPath(sub).parts or not tree.is_dir():
+            tree = unpacked / sub
+            if not inside(unpacked, tree) or not tree.is_dir():
                 raise LambdaBuildError(f"{dist.pin}: {source.name} has no directory {sub!r} (the lock's subdirectory)",
                                        "run `uv lock`")
         built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
         _refuse_native(dist, built)
+        _refuse_other(dist, built, source)
         cached = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
     _refuse_native(dist, cached)
+    _refuse_other(dist, cached, source)
     return Wheel(dist, cached, "sdist built on host")
+
+
+def _refuse_other(dist: Distribution, wheel: Path, source: Path) -> None:
+    """A wheel built from an sdist must be the distribution the lock names (its archive may have any name)."""
+    name, version, _, _ = parse_wheel_filename(wheel.name)
+    if canonicalize_name(name) != dist.name or (dist.version and version != Version(dist.version)):
+        raise LambdaBuildError(
+            f"{dist.pin}: building {source.name} gave {wheel.name}, which is {name} {version}, "
+            f"not {dist.name} {dist.version}".rstrip(),
+            "the file is not the release uv.lock names: run `uv lock` again and review the change",
+        )
 
 
 def _refuse_native(dist: Distribution, wheel: Path) -> None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hatch_lambda.cache.store import entry_dir, inside
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.download import DownloadFailed, RetryPolicy, download
 from hatch_lambda.fetch.progress import Progress
@@ -105,9 +106,24 @@ def fetch_one(
 
 
 def cached_path(file: LockedFile, cache: Path) -> Path:
-    """Where a file of the lock is kept in the cache, by its sha256."""
+    """Where a file of the lock is kept in the cache, by its sha256: always inside ``cache/files``.
+
+    The lock's strings were checked when it was read (:mod:`hatch_lambda.lockfile.trust`); this is the
+    last word: a path that would land anywhere else (a ``..``, an absolute name, a link in the cache)
+    is an error, never a file written or removed there.
+    """
     assert file.sha256, "a file is cached only once its digest is known"
-    return cache / "files" / file.sha256[:2] / file.sha256 / file.filename
+    directory = entry_dir(cache, "files", file.sha256)
+    final = directory / file.filename
+    expected = (cache / "files").resolve() / file.sha256[:2] / file.sha256 / file.filename
+    if final.resolve() != expected or not inside(cache, final):
+        raise LambdaBuildError(
+            f"uv.lock: the file {file.filename!r} (sha256 {file.sha256}) would be cached at {final.resolve()}, "
+            f"outside its place in the cache {directory}",
+            f"this lock was not written by uv: run `uv lock` again and review the change; if a link in the "
+            f"cache points elsewhere, remove {directory}",
+        )
+    return final
 
 
 def progress_for(dists: Iterable[Distribution], cache: Path) -> Progress:

@@ -22,9 +22,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
-from hatch_lambda.cache.store import (
-    key_of,
-)
+from hatch_lambda.cache.store import inside, key_of
 from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
 
@@ -114,6 +112,12 @@ def checkout(source: GitSource, directory: Path, name: str) -> Path:
             f"{name}` and review the change",
         )
     tree = directory / source.subdirectory if source.subdirectory else directory
+    if source.subdirectory and not inside(directory, tree):
+        raise LambdaBuildError(
+            f"{name}: {source.label}: the subdirectory {source.subdirectory!r} leads outside the checkout "
+            "(through a link in the repository)",
+            "depend on a release of the package instead, or point the subdirectory at a real directory",
+        )
     if not (tree / "pyproject.toml").is_file() and not (tree / "setup.py").is_file():
         raise LambdaBuildError(
             f"{name}: {source.label} has no pyproject.toml or setup.py"
