@@ -23,6 +23,7 @@ from pathlib import Path
 from hatch_lambda.cache.entry import Entry
 from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.fetch.files import fetch_one, progress_for
 from hatch_lambda.packs.pack import INDEX, Pack, PackSpec, load, pack_from_tree, pack_from_wheel, write
 from hatch_lambda.packs.sources import PackSource
@@ -49,6 +50,7 @@ def packs_for(
     lock_dir: Path,
     *,
     image: ImageInstall | None = None,
+    credentials: Credentials | None = None,
 ) -> list[Pack]:
     """Every source's pack, in the sources' order: read from the build's store, or built and stored there.
 
@@ -60,7 +62,7 @@ def packs_for(
     missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}
     if image is not None and missing:
-        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
+        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir, credentials=credentials)) for s in missing]
         installed = image(wheels)
     processes = None
     if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
@@ -82,7 +84,7 @@ def packs_for(
 
                 def make(temporary: Path) -> None:
                     made = installed.get(source.dist.name) or source.wheel or fetch_one(
-                        source.dist, cache, lock_dir, progress=progress)
+                        source.dist, cache, lock_dir, progress=progress, credentials=credentials)
                     job = (spec, source, temporary, work, made)
                     failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
                     if failure is not None:
