@@ -180,6 +180,31 @@ def test_keyring_without_a_username_is_asked_after_a_refusal(tmp_path, index, mo
     assert index.authorization(NAME) == [None, _basic("alice", SECRET)]
 
 
+def test_keyring_is_asked_at_once_when_the_index_always_authenticates(tmp_path, index, monkeypatch):
+    """``authenticate = "always"``: the keyring is asked before the first request, which carries its answer."""
+    host = f"127.0.0.1:{index.port}"
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        f'[[tool.uv.index]]\nname = "eager"\nurl = "http://{host}/simple"\nauthenticate = "always"\n',
+        encoding="utf-8")
+    log = _fake_keyring(tmp_path / "bin", {f"http://{host}/simple --mode creds": f"alice\n{SECRET}"})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("UV_KEYRING_PROVIDER", "subprocess")
+    assert _fetch(project, _dist(index)).read_bytes() == BODY
+    assert _calls(log) == [["get", f"http://{host}/simple", "--mode", "creds"]]
+    assert index.authorization(NAME) == [_basic("alice", SECRET)]
+
+
+def test_index_credentials_in_the_legacy_extra_index_url(tmp_path, index):
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        f'[tool.uv]\nextra-index-url = ["http://alice:{SECRET}@127.0.0.1:{index.port}/simple"]\n', encoding="utf-8")
+    assert _fetch(project, _dist(index)).read_bytes() == BODY
+    assert index.authorization(NAME) == [_basic("alice", SECRET)]
+
+
 def test_keyring_is_not_asked_when_the_index_needs_no_credentials(tmp_path, loopback, monkeypatch):
     log = _fake_keyring(tmp_path / "bin", {})
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
