@@ -342,3 +342,13 @@ def test_a_build_downloads_from_a_private_index(tmp_path, loopback):
                               f"no credentials found for 127.0.0.1:{server.port} (looked in "
                               "UV_INDEX_PRIVATE_USERNAME/PASSWORD", "fix: give credentials for the index")
     assert digests(build.out()) == before
+
+
+def test_a_misshapen_index_table_is_one_error_naming_pyproject(tmp_path, index):
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[[tool.uv.index]]\nname = "no-url"\n', encoding="utf-8")
+    with pytest.raises(LambdaBuildError) as raised:
+        _fetch(project, _dist(index))
+    assert raised.value.problem == f"{project / 'pyproject.toml'}: [[tool.uv.index]] must be tables with a url string"
+    assert index.served(NAME) == []
