@@ -40,6 +40,7 @@ from hatch_lambda.checks.smoke import smoke_check
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext, Log
+from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.lockfile.closures import Plan, plan
 from hatch_lambda.lockfile.resolve import Resolution
 from hatch_lambda.packs.build import packs_for
@@ -173,9 +174,11 @@ def _zips(config: LambdaConfig, closures: Plan, function_files: dict[str, list[E
     ctx.scratch.mkdir(parents=True, exist_ok=True)
     spec = PackSpec.of(config)
     image_id, install = image_installer(config, ctx.work, ctx.log) if config.installer == "docker" else (None, None)
-    sources = pack_sources(config, spec, closures.resolution, ctx, image_id=image_id)
     lock_dir = closures.resolution.lock_path.parent
-    return assemble(config, closures, sources, lambda: packs_for(spec, sources, ctx, lock_dir, image=install),
+    credentials = Credentials.of_project(lock_dir)  # for every download of the build
+    sources = pack_sources(config, spec, closures.resolution, ctx, image_id=image_id, credentials=credentials)
+    return assemble(config, closures, sources,
+                    lambda: packs_for(spec, sources, ctx, lock_dir, image=install, credentials=credentials),
                     function_files, ctx)
 
 

@@ -25,7 +25,7 @@ from packaging.version import Version
 from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
 from hatch_lambda.cache.store import inside
 from hatch_lambda.context import Log
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.errors import LambdaBuildError, redact
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.nesting import nested_environment
@@ -51,7 +51,7 @@ def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
     command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(source_dir)]
     if shutil.which("uv"):
         command[4:4] = ["--installer", "uv"]
-    log(f"building {label} into a wheel")
+    log(redact(f"building {label} into a wheel"))
     # nested_environment(): the lambda build hook must not run again inside this build.
     result = subprocess.run(command, capture_output=True, text=True, env=nested_environment())
     if result.returncode != 0:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
 from hatch_lambda.cache.store import inside, key_of
 from hatch_lambda.context import Log
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.errors import LambdaBuildError, redact
 
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 GIT_TIMEOUT = 600
@@ -39,7 +39,7 @@ class GitSource:
 
     @property
     def label(self) -> str:
-        where = self.url + (f" ({self.subdirectory})" if self.subdirectory else "")
+        where = redact(self.url) + (f" ({self.subdirectory})" if self.subdirectory else "")  # shown in logs
         return f"{where} at {self.commit[:12]}" + (f" ({self.ref})" if self.ref else "")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from hatch_lambda.cache.entry import Entry
 from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.fetch.files import fetch_one, progress_for
 from hatch_lambda.packs.pack import INDEX, Pack, PackSpec, load, pack_from_tree, pack_from_wheel, write
 from hatch_lambda.packs.sources import PackSource
@@ -50,6 +51,7 @@ def packs_for(
     lock_dir: Path,
     *,
     image: ImageInstall | None = None,
+    credentials: Credentials | None = None,
 ) -> list[Pack]:
     """Every source's pack, in the sources' order: read from the build's store, or built and stored there.
 
@@ -61,34 +63,22 @@ def packs_for(
     missing = [s for s in sources if not (Entry(store_dir, "packs", s.key, INDEX).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}
     if image is not None and missing:
-        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
+        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir, credentials=credentials)) for s in missing]
         installed = image(wheels)
-    processes = None
-    if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
-        # Forked (no re-import of the caller's main module, as spawn would do), and all at once
-        # now, before any thread of this build starts.
-        # SIGINT is blocked while they are forked and ignored in them: a terminal's Ctrl-C reaches
-        # the whole process group, and only the build decides what it means.
-        context = multiprocessing.get_context("fork")
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
-                                            initializer=partial(start_worker, os.getpid(), blocked))
-            processes.submit(int).result()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
     progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
+    pools: list[ProcessPoolExecutor] = []  # the worker processes, once forked
+
     def one(source: PackSource) -> Pack:
         entry = Entry(store_dir, "packs", source.key, INDEX)
-        built = []
+        built: list[bool] = []
 
         def make(temporary: Path) -> None:
             made = installed.get(source.dist.name) or source.wheel or fetch_one(
-                source.dist, cache, lock_dir, progress=progress)
+                source.dist, cache, lock_dir, progress=progress, credentials=credentials)
             job = (spec, source, temporary, work, made)
-            failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
+            failure = pools[0].submit(build_into, *job).result() if pools else build_into(*job)
             if failure is not None:
                 raise LambdaBuildError(*failure)
             built.append(True)
@@ -103,9 +93,11 @@ def packs_for(
                                    "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
         return dataclasses.replace(pack, reused=False) if built else pack
 
-    jobs = ThreadPoolExecutor(max_workers=workers)
+    jobs = ThreadPoolExecutor(max_workers=workers)  # its threads start with the first job, after the fork
     futures: dict[str, Future[Pack]] = {}
     try:
+        if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
+            fork_workers(pools, min(workers, len(missing)))
         with progress:
             futures = {s.key: jobs.submit(one, s) for s in order}
             return [futures[s.key].result() for s in sources]
@@ -114,13 +106,31 @@ def packs_for(
         # every thread is done before the caller removes the scratch directory they write in.
         for future in futures.values():
             future.cancel()
-        if processes is not None:
-            stop_workers(processes)
+        for pool in pools:
+            stop_workers(pool)
         raise
     finally:
         jobs.shutdown(wait=True, cancel_futures=True)
-        if processes is not None:
-            processes.shutdown(cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(cancel_futures=True)
+
+
+def fork_workers(pools: list[ProcessPoolExecutor], count: int) -> None:
+    """Fork ``count`` pack workers, all at once now, into ``pools`` (as soon as it exists, so that an
+    interrupt halfway still finds it to stop).
+
+    Forked, so the caller's main module is not imported again as spawn would do. SIGINT is blocked
+    while they are forked and ignored in them: a terminal's Ctrl-C reaches the whole process group,
+    and only the build decides what it means.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=partial(start_worker, os.getpid(), blocked))
+        pools.append(pool)
+        pool.submit(int).result()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def stop_workers(processes: ProcessPoolExecutor) -> None:
