@@ -595,7 +595,8 @@ def test_strip_false_keeps_every_installed_file(cache, tmp_path):
     with zipfile.ZipFile(build.out("layer.zip")) as archive:
         assert archive.read("python/pyyaml-6.0.4.dist-info/INSTALLER") == b"hatch-lambda\n"
     assert not any(n.endswith((".pyc", ".pyo")) or "/__pycache__/" in n for n in names)
-    assert manifest(build.out())["targets"][LAYER]["stripped"] == {"files": 0, "bytes": 0, "by_rule": {}}
+    assert manifest(build.out())["targets"][LAYER]["stripped"] == {"files": 0, "bytes": 0, "by_rule": {},
+                                                               "symbols_files": 0, "left_alone": []}
     assert "stripped" not in build.output
 
 

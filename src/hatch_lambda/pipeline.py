@@ -105,9 +105,7 @@ def build(
         else:
             zips = _zips(config, closures, function_files, ctx)
         pruned = zips.pruned
-        if pruned.files:
-            rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
-            log(f"  stripped {pruned.files} files, {pruned.bytes / 1024:.0f} KiB ({rules})")
+        _log_stripped(pruned, log)
         enforce(zips.audit, target, config.audit, warn)
         written, checks = zips.written, zips.checks
         check_sizes(
@@ -207,6 +205,16 @@ def _summary(checks: list[SizeCheck], config: LambdaConfig, log: Log) -> None:
             f"  {_size(check.unzipped):>8} unzipped of {config.max_unzipped_mb:g} MB")
 
 
+def _log_stripped(pruned: PruneReport, log: Log) -> None:
+    """What stripping took: files by rule, the ELF files whose symbols went, and those left alone."""
+    if pruned.bytes:
+        rules = ", ".join(f"{rule} {size / 1024:.0f} KiB" for rule, size in sorted(pruned.by_rule.items()))
+        symbols = f" and the symbols of {len(pruned.symbols)} ELF files" if pruned.symbols else ""
+        log(f"  stripped {pruned.files} files{symbols}, {pruned.bytes / 1024:.0f} KiB ({rules})")
+    if pruned.left_alone:
+        log(f"  symbols left alone: {len(pruned.left_alone)} files, layout (e.g. {pruned.left_alone[0]})")
+
+
 def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str, Proof]) -> Section:
     """The target's section of manifest.json."""
     resolution, target = closures.resolution, config.target
@@ -239,7 +247,8 @@ def _section(config: LambdaConfig, closures: Plan, zips: Zips, proofs: dict[str,
         artifacts=[ArtifactEntry(item.path.name, kind(item.path.name), item.sha256, item.sha256_base64, item.zipped,
                                  item.unzipped, item.entries) for item in zips.written],
         functions=functions,
-        stripped=Stripped(zips.pruned.files, zips.pruned.bytes, dict(zips.pruned.by_rule)),
+        stripped=Stripped(zips.pruned.files, zips.pruned.bytes, dict(zips.pruned.by_rule), len(zips.pruned.symbols),
+                          list(zips.pruned.left_alone)),
         contents=zips.contents,
         audit=AuditFacts(config.audit, [] if config.audit == "off" else [f.as_dict() for f in zips.audit.findings]),
         layer=None if layer is None else LayerEntry("layer.zip", layer.sha256_base64, [target.runtime], [target.arch]),

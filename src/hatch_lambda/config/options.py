@@ -81,6 +81,9 @@ class LambdaConfig:
     layout: Literal["python", "site-packages"] = option("python", 'or `"site-packages"` '
                                                                   "(`python/lib/python3.X/site-packages/`)")
     strip: bool = option(True, "`false` keeps every installed file")
+    strip_symbols: bool = option(True, "take symbol tables and debug sections (`.symtab`, `.strtab`, `.debug*`, "
+                                       "`.comment`) out of every ELF shared object and executable whose layout allows "
+                                       "it safely; `false` (or `strip = false`) keeps them (see Symbols below)")
     compression_level: int = option(
         6, "deflate level 1–9 of every entry ([zlib-ng](https://github.com/pycompression/python-zlib-ng)); `9` gives "
            "about 2.5 % smaller zips and deflates about 3× slower", minimum=1, maximum=9)

@@ -35,7 +35,7 @@ from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
 from hatch_lambda.packs.deflate import Compressed, compress, tree_entries
 from hatch_lambda.packs.elf import ElfInfo, elf_objects
-from hatch_lambda.packs.strip import PruneReport, prune
+from hatch_lambda.packs.strip import PruneReport, prune, strip_tree_symbols
 from hatch_lambda.packs.unpack import (
     StagedDistribution,
     StagedTree,
@@ -60,11 +60,12 @@ class PackSpec:
     strip_patterns: tuple[str, ...]
     keep_patterns: tuple[str, ...]
     level: int
+    strip_symbols: bool = True  # ELF symbol tables and debug sections out (only with strip)
 
     @classmethod
     def of(cls, config: LambdaConfig) -> PackSpec:
         return cls(config.target.python, config.target.arch, config.strip, config.strip_patterns,
-                   config.keep_patterns, config.compression_level)
+                   config.keep_patterns, config.compression_level, config.strip_symbols)
 
     @property
     def target(self) -> Target:
@@ -98,6 +99,7 @@ def pack_key(spec: PackSpec, wheel_sha256: str, filename: str, installer: str = 
         "python": spec.python,
         "arch": spec.arch,
         "strip": spec.strip,
+        "strip-symbols": spec.strip and spec.strip_symbols,
         "strip-patterns": list(spec.strip_patterns),
         "keep-patterns": list(spec.keep_patterns),
         "level": spec.level,
@@ -177,6 +179,9 @@ def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribut
     sizes = staged_sizes(tree)
     # Duplicate libraries are judged at assembly, across every distribution of the artifact.
     pruned = prune(root, strip=spec.strip, drop=spec.strip_patterns, keep=spec.keep_patterns)
+    if spec.strip and spec.strip_symbols:
+        # Before the ELF facts are read: the audit judges the files as they ship.
+        strip_tree_symbols(root, pruned, keep=spec.keep_patterns)
     elf, _ = elf_objects(root)
     entries = tree_entries(root)
     deflated = list(pool.map(partial(compress, level=spec.level), [e.source for e in entries]))
