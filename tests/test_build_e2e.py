@@ -597,7 +597,8 @@ def test_strip_false_keeps_every_installed_file(cache, tmp_path):
     # no bytecode but the build's own: python 3.11's, in __pycache__ beside each module
     pycs = [n for n in names if n.endswith((".pyc", ".pyo")) or "/__pycache__/" in n]
     assert pycs and all("/__pycache__/" in n and n.endswith(".cpython-311.pyc") for n in pycs), pycs
-    assert manifest(build.out())["targets"][LAYER]["stripped"] == {"files": 0, "bytes": 0, "by_rule": {}}
+    assert manifest(build.out())["targets"][LAYER]["stripped"] == {"files": 0, "bytes": 0, "by_rule": {},
+                                                               "symbols_files": 0, "left_alone": []}
     assert "stripped" not in build.output
 
 

@@ -32,7 +32,7 @@ from hatch_lambda.packs.unpack import check_wheel_entries
 from hatch_lambda.runtime.interpreters import find_python
 from hatch_lambda.runtime.target import Target
 
-from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest
+from helpers.builds import digests, hatchling_build, manifest, rebuild_fails
 from helpers.projects import (
     FAT,
     LAYER,
@@ -64,25 +64,6 @@ def built(baseline, tmp_path) -> Path:
     project = tmp_path / "native-app"
     shutil.copytree(baseline, project, symlinks=True)
     return project
-
-
-def assert_untouched(project: Path, before: dict[str, str], entries: list[str]) -> None:
-    out = project / OUT
-    assert digests(out) == before
-    # no scratch directory or half-written zip left behind either
-    assert sorted(p.name for p in out.iterdir()) == entries
-
-
-def rebuild_fails(project: Path, cache: Path, *targets: str, needles=(), env=None):
-    out = project / OUT
-    before = digests(out)
-    entries = sorted(p.name for p in out.iterdir())
-    assert {"layer.zip", "manifest.json"} <= set(before)
-    build = hatchling_build(project, *targets, cache=cache, check=False, env=env)
-    assert_failed_cleanly(build, "hatch-lambda: ", *needles)
-    assert build.result.returncode == 2
-    assert_untouched(project, before, entries)
-    return build
 
 
 def sizes(project: Path) -> dict[str, str]:

@@ -235,10 +235,10 @@ def test_a_compiler_is_found_on_path_under_pyenv_and_as_the_running_interpreter(
 
 def test_the_pack_key_changes_with_the_compiler_release():
     spec = PackSpec("3.12", "x86_64", True, (), (), 6)
-    older = PackSpec("3.12", "x86_64", True, (), (), 6, "compile", Compiler("3.12.1", executable="/x/python3.12"))
-    newer = PackSpec("3.12", "x86_64", True, (), (), 6, "compile", Compiler("3.12.8", executable="/x/python3.12"))
-    moved = PackSpec("3.12", "x86_64", True, (), (), 6, "compile", Compiler("3.12.8", executable="/y/python3.12"))
-    only = PackSpec("3.12", "x86_64", True, (), (), 6, "only", Compiler("3.12.8", executable="/y/python3.12"))
+    older = PackSpec("3.12", "x86_64", True, (), (), 6, True, "compile", Compiler("3.12.1", executable="/x/python3.12"))
+    newer = PackSpec("3.12", "x86_64", True, (), (), 6, True, "compile", Compiler("3.12.8", executable="/x/python3.12"))
+    moved = PackSpec("3.12", "x86_64", True, (), (), 6, True, "compile", Compiler("3.12.8", executable="/y/python3.12"))
+    only = PackSpec("3.12", "x86_64", True, (), (), 6, True, "only", Compiler("3.12.8", executable="/y/python3.12"))
     keys = {name: pack_key(s, "0" * 64, "bcdep-1.0-py3-none-any.whl") for name, s in
             (("off", spec), ("older", older), ("newer", newer), ("moved", moved), ("only", only))}
     assert len({keys["off"], keys["older"], keys["newer"], keys["only"]}) == 4

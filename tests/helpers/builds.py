@@ -237,3 +237,23 @@ def assert_zip_is_normalised(path: Path, *, date_time: tuple | None = None) -> N
                 assert info.compress_size == info.file_size, name
         if date_time is not None:
             assert info.date_time == date_time, f"{name}: {info.date_time} != {date_time}"
+
+
+def assert_untouched(project: Path, before: dict[str, str], entries: list[str]) -> None:
+    out = project / OUT
+    assert digests(out) == before
+    # no scratch directory or half-written zip left behind either
+    assert sorted(p.name for p in out.iterdir()) == entries
+
+
+def rebuild_fails(project: Path, cache: Path, *targets: str, needles=(), env=None) -> Build:
+    """A build of a project built before fails with exit 2 and one message, its earlier artifacts untouched."""
+    out = project / OUT
+    before = digests(out)
+    entries = sorted(p.name for p in out.iterdir())
+    assert {"layer.zip", "manifest.json"} <= set(before)
+    build = hatchling_build(project, *targets, cache=cache, check=False, env=env)
+    assert_failed_cleanly(build, "hatch-lambda: ", *needles)
+    assert build.result.returncode == 2
+    assert_untouched(project, before, entries)
+    return build

@@ -74,6 +74,8 @@ class Stripped(Json):
     files: int = 0
     bytes: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
+    symbols_files: int = 0  # ELF files whose symbol tables and debug sections were taken out
+    left_alone: list[str] = field(default_factory=list)  # ELF files whose layout allowed no safe removal
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,9 @@ class LambdaConfig:
                    'none found the default builds without and warns); `"only"`: sourceless `module.pyc` in place '
                    'of each `module.py` (smaller; tracebacks show no source lines); `"off"`: no bytecode (see '
                    '[Bytecode](bytecode.md))')
+    strip_symbols: bool = option(True, "take symbol tables and debug sections (`.symtab`, `.strtab`, `.debug*`, "
+                                       "`.comment`) out of every ELF shared object and executable whose layout allows "
+                                       "it safely; `false` (or `strip = false`) keeps them (see Symbols below)")
     compression_level: int = option(
         6, "deflate level 1–9 of every entry ([zlib-ng](https://github.com/pycompression/python-zlib-ng)); `9` gives "
            "about 2.5 % smaller zips and deflates about 3× slower", minimum=1, maximum=9)

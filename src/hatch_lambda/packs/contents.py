@@ -48,7 +48,8 @@ class DistributionContents(Json):
     top_level: list[str] = field(default_factory=list)  # names directly under site-packages
     modules: list[str] = field(default_factory=list)  # importable top-level modules among them
     stripped_files: int = 0
-    stripped_bytes: int = 0
+    stripped_bytes: int = 0  # files removed, and the symbols taken out of ELF files
+    symbols_bytes: int = 0  # of which: ELF symbol tables and debug sections
 
 
 def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> dict[str, DistributionContents]:
@@ -66,8 +67,9 @@ def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> di
         tops = sorted({path.split("/", 1)[0] for path in dist.files})
         modules = sorted({name for top in tops if (name := module_name(tree.root / top)) is not None})
         gone = removed.get(dist.name, [])
+        symbols = sum(size for path, size in pruned.symbols.items() if owner.get(path) == dist.name)
         out[dist.name] = DistributionContents(dist.version, tops, modules, len(gone),
-                                              sum(sizes.get(path, 0) for path in gone))
+                                              sum(sizes.get(path, 0) for path in gone) + symbols, symbols)
     return out
 
 

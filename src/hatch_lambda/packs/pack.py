@@ -37,7 +37,7 @@ from hatch_lambda.packs.bytecode import compile_tree
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
 from hatch_lambda.packs.deflate import Compressed, compress, tree_entries
 from hatch_lambda.packs.elf import ElfInfo, elf_objects
-from hatch_lambda.packs.strip import PruneReport, prune
+from hatch_lambda.packs.strip import PruneReport, prune, strip_tree_symbols
 from hatch_lambda.packs.unpack import (
     StagedDistribution,
     StagedTree,
@@ -64,6 +64,7 @@ class PackSpec:
     strip_patterns: tuple[str, ...]
     keep_patterns: tuple[str, ...]
     level: int
+    strip_symbols: bool = True  # ELF symbol tables and debug sections out (only with strip)
     bytecode: str = "off"
     compiler: Compiler | None = None
 
@@ -72,7 +73,8 @@ class PackSpec:
         """The spec of ``config``'s packs; their bytecode compiled by ``compiler`` (none: no bytecode)."""
         mode = config.bytecode if compiler is not None else "off"
         return cls(config.target.python, config.target.arch, config.strip, config.strip_patterns,
-                   config.keep_patterns, config.compression_level, mode, compiler if mode != "off" else None)
+                   config.keep_patterns, config.compression_level, config.strip_symbols, mode,
+                   compiler if mode != "off" else None)
 
     @property
     def compiler_release(self) -> str:
@@ -111,6 +113,7 @@ def pack_key(spec: PackSpec, wheel_sha256: str, filename: str, installer: str = 
         "python": spec.python,
         "arch": spec.arch,
         "strip": spec.strip,
+        "strip-symbols": spec.strip and spec.strip_symbols,
         "strip-patterns": list(spec.strip_patterns),
         "keep-patterns": list(spec.keep_patterns),
         "level": spec.level,
@@ -192,6 +195,9 @@ def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribut
     sizes = staged_sizes(tree)
     # Duplicate libraries are judged at assembly, across every distribution of the artifact.
     pruned = prune(root, strip=spec.strip, drop=spec.strip_patterns, keep=spec.keep_patterns)
+    if spec.strip and spec.strip_symbols:
+        # Before the ELF facts are read: the audit judges the files as they ship.
+        strip_tree_symbols(root, pruned, keep=spec.keep_patterns)
     mentions = library_mentions(root)  # before "only" removes the sources
     if spec.compiler is not None:
         compile_tree(spec.compiler, root, spec.bytecode, spec.python)
