@@ -18,7 +18,10 @@
      edited), one package bumped (the project relocked with
      ``uv lock -P NAME==VERSION``), and a full rebuild with ``-c``.
 
-   Prints times, zipped sizes and the ratios to the uv baseline, checks that
+   Prints times, zipped sizes and the ratios to the uv baseline; the layer's
+   zipped and unzipped size and its import time (the seed's modules and a
+   boto3 client, median of 7 runs taking turns with uv's layer, in a fresh
+   ``python3.12 -B -I -S``) as ratios to uv's; checks that
    every top-level module of the layer imports (with python3.12, if present),
    and builds the seed's set with the options README documents for fitting
    under 50 MB.
@@ -169,6 +172,51 @@ def imports_ok(layer: Path, scratch: Path, modules: list[str]) -> str:
     return f"{result.stdout.strip()} modules import"
 
 
+IMPORT_RUNS = 7  # alternating runs per layer, after one discarded warm-up run each
+IMPORT_SCRIPT = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import importlib
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+import boto3
+boto3.client("s3", region_name="us-east-1")
+print(time.perf_counter() - start)
+"""
+
+
+def unzipped(layer: Path) -> int:
+    with zipfile.ZipFile(layer) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+def import_times(layers: dict[str, Path], scratch: Path, modules: list[str]) -> dict[str, float] | None:
+    """Median seconds to import ``modules`` and make a boto3 client from each unzipped layer, in a fresh
+    ``python3.12 -B -I -S`` (nothing written, nothing of this machine's site-packages), the layers
+    taking turns so that both see the same machine; the first run of each is discarded."""
+    python = python312()
+    if python is None:
+        return None
+    sites = {}
+    for label, layer in layers.items():
+        opt = scratch / f"import-{label}"
+        shutil.rmtree(opt, ignore_errors=True)
+        with zipfile.ZipFile(layer) as archive:
+            archive.extractall(opt)
+        sites[label] = str(opt / "python")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(scratch), "AWS_EC2_METADATA_DISABLED": "true"}
+    runs: dict[str, list[float]] = {label: [] for label in layers}
+    for _ in range(IMPORT_RUNS + 1):
+        for label, site in sites.items():
+            out = subprocess.run([python, "-B", "-I", "-S", "-c", IMPORT_SCRIPT, site, *modules],
+                                 capture_output=True, text=True, env=env, check=False)
+            if out.returncode != 0:
+                sys.exit(f"importing from the {label} layer failed:\n{out.stderr}")
+            runs[label].append(float(out.stdout.strip().splitlines()[-1]))
+    return {label: statistics.median(values[1:]) for label, values in runs.items()}
+
+
 def bench_build(bump: str) -> None:
     for tool in ("uv", "zip"):
         if shutil.which(tool) is None:
@@ -207,6 +255,8 @@ def bench_build(bump: str) -> None:
         bump_s, bump_layer = hatch_build(bumped, env)
         full_s, _ = hatch_build(project, env, "-c")
         imports = imports_ok(layer, scratch, IMPORTS)
+        shutil.copyfile(layer, scratch / "ours-layer.zip")  # the cold build's, before later builds replace it
+        times = import_times({"uv": uv_zip, "ours": scratch / "ours-layer.zip"}, scratch, IMPORTS)
 
         seed = scratch / "seed" / "project"
         shutil.copytree(DEMO, seed, ignore=shutil.ignore_patterns("dist", "__pycache__"))
@@ -230,6 +280,18 @@ def bench_build(bump: str) -> None:
         print(row("hatch-lambda -c (no cache)", full_s))
         print(f"  seed set with README's options: {seed_layer.stat().st_size / MIB:.1f} MiB "
               f"({seed_layer.stat().st_size:,} bytes; {seed_imports})")
+        uv_zipped, ours_zipped = uv_zip.stat().st_size, ours_bytes
+        uv_unzipped, ours_unzipped = unzipped(uv_zip), unzipped(scratch / "ours-layer.zip")
+        print("the layer itself, against the uv recipe's:")
+        print(f"  zipped    {uv_zipped / MIB:7.1f} MiB uv   {ours_zipped / MIB:7.1f} MiB ours   "
+              f"{ours_zipped / uv_zipped:5.2f}x")
+        print(f"  unzipped  {uv_unzipped / MIB:7.1f} MiB uv   {ours_unzipped / MIB:7.1f} MiB ours   "
+              f"{ours_unzipped / uv_unzipped:5.2f}x")
+        if times is None:
+            print("  import time: not measured (no python3.12)")
+        else:
+            print(f"  import time (median of {IMPORT_RUNS}, python3.12 -B -I -S, {len(IMPORTS)} modules and a boto3 "
+                  f"client)  {times['uv']:.3f} s uv   {times['ours']:.3f} s ours   {times['ours'] / times['uv']:5.2f}x")
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def docker_engine(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
-    """The download cache every build of this test session shares (see buildutil.session_cache)."""
+    """The download cache every build of this test session shares (see helpers.builds.session_cache)."""
     from helpers.builds import session_cache
 
     return session_cache(tmp_path_factory)

@@ -29,9 +29,10 @@ from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.lockfile.resolve import Distribution, resolve
 from hatch_lambda.lockfile.wheels import LockedFile
 from hatch_lambda.packs.unpack import check_wheel_entries
+from hatch_lambda.runtime.interpreters import find_python
 from hatch_lambda.runtime.target import Target
 
-from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest
+from helpers.builds import digests, hatchling_build, manifest, rebuild_fails
 from helpers.projects import (
     FAT,
     LAYER,
@@ -63,25 +64,6 @@ def built(baseline, tmp_path) -> Path:
     project = tmp_path / "native-app"
     shutil.copytree(baseline, project, symlinks=True)
     return project
-
-
-def assert_untouched(project: Path, before: dict[str, str], entries: list[str]) -> None:
-    out = project / OUT
-    assert digests(out) == before
-    # no scratch directory or half-written zip left behind either
-    assert sorted(p.name for p in out.iterdir()) == entries
-
-
-def rebuild_fails(project: Path, cache: Path, *targets: str, needles=(), env=None):
-    out = project / OUT
-    before = digests(out)
-    entries = sorted(p.name for p in out.iterdir())
-    assert {"layer.zip", "manifest.json"} <= set(before)
-    build = hatchling_build(project, *targets, cache=cache, check=False, env=env)
-    assert_failed_cleanly(build, "hatch-lambda: ", *needles)
-    assert build.result.returncode == 2
-    assert_untouched(project, before, entries)
-    return build
 
 
 def sizes(project: Path) -> dict[str, str]:
@@ -389,8 +371,10 @@ def c_extension_sdist(directory: Path) -> Path:
     return path
 
 
-#: The tag of a wheel this machine's interpreter (whichever Python runs the tests) builds.
-HOST_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
+def built_tag(python: str) -> str:
+    """The tag of a wheel built here for a target of ``python``: by a CPython of that version when this machine has
+    one, else by whichever Python runs the tests."""
+    return f"cp{python.replace('.', '')}" if find_python(python) else f"cp{sys.version_info.major}{sys.version_info.minor}"
 
 
 @pytest.mark.network
@@ -402,8 +386,9 @@ def test_sdist_that_builds_a_non_pure_wheel(tmp_path, cache):
                   layer={"installer": "wheels", "exclude-packages": ["cfast"]})
     hatchling_build(project, LAYER, cache=cache)
     configure(project, exclude_packages=None)
+    tag = built_tag("3.11")
     rebuild_fails(project, cache, LAYER, needles=[
-        f"cfast==1.0 has only an sdist, and building it here gave cfast-1.0-{HOST_TAG}-{HOST_TAG}-linux_"
+        f"cfast==1.0 has only an sdist, and building it here gave cfast-1.0-{tag}-{tag}-linux_"
         f"{platform.machine()}.whl, which is not pure Python",
         'fix: set installer = "docker"',
     ])

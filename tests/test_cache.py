@@ -84,6 +84,33 @@ def test_code_only_change_reuses_the_layer_and_rebuilds_the_functions(session, t
     assert invoke(root, "native_app.handler").result == {**NATIVE_EXPECTED, "edited": 1}
 
 
+def test_a_reused_layer_is_each_projects_own_file(session, tmp_path):
+    """A reused layer.zip is a copy, never a hard link: editing one project's in place changes nothing else."""
+    cache = fresh_cache(session, tmp_path / "cache")
+    projects = [copy_fixture("native-app", tmp_path / name) for name in ("a", "b")]
+    first = hatchling_build(projects[0], LAYER, cache=cache)
+    second = hatchling_build(projects[1], LAYER, cache=cache)
+    assert REUSED_LAYER in second.output
+    (entry,) = layers_in(cache)
+    files = [first.out("layer.zip"), second.out("layer.zip"), entry / "layer.zip"]
+    assert len({(path.stat().st_dev, path.stat().st_ino) for path in files}) == 3
+    assert [path.stat().st_nlink for path in files] == [1, 1, 1]
+    expected = digests(second.out())["layer.zip"]
+    assert digests(first.out())["layer.zip"] == expected
+
+    with second.out("layer.zip").open("r+b") as handle:  # the reused one changed in place, as `zip -u` would
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert digests(first.out())["layer.zip"] == expected
+    again = hatchling_build(projects[0], LAYER, cache=cache)
+    assert REUSED_LAYER in again.output
+    assert digests(again.out())["layer.zip"] == expected
+    restored = hatchling_build(projects[1], LAYER, cache=cache)
+    assert REUSED_LAYER in restored.output and digests(restored.out())["layer.zip"] == expected
+
+
 def test_a_changed_strip_rule_misses_and_a_changed_size_limit_hits(session, tmp_path):
     project, cache = project_and_cache(session, tmp_path)
     hatchling_build(project, LAYER, cache=cache)

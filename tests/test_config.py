@@ -140,7 +140,7 @@ def test_exclude_packages_is_not_inherited():
 def test_unknown_key_names_its_table(own, inherited, where):
     exc = error(fat, own, inherited)
     assert exc.problem == f"unknown key 'pyton' in {where} of pyproject.toml"
-    assert exc.fix.startswith("valid keys: arch, audit, compression-level, docker-network, exclude-packages, extras, functions")
+    assert exc.fix.startswith("valid keys: arch, audit, bytecode, compression-level, docker-network, exclude-packages, extras, functions")
 
 
 @pytest.mark.parametrize(
@@ -260,6 +260,11 @@ def test_bad_environment_override_names_the_variable(environ, problem, fix):
         ({"": {}}, f"function name '' in {T_LAYER} of pyproject.toml is not usable"),
         ({"x" * 300: {}}, f"function name '{'x' * 67}...' in {T_LAYER} of pyproject.toml is not usable"),
         ({"a\0b": {}}, f"function name 'a\\x00b' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"api\n": {}}, f"function name 'api\\n' in {T_LAYER} of pyproject.toml is not usable: Lambda takes 1 to "
+                       "64 letters, digits, hyphens and underscores (so no path separator, NUL, dot or space)"),
+        ({"x" * 65: {}}, f"function name '{'x' * 65}' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"my api": {}}, f"function name 'my api' in {T_LAYER} of pyproject.toml is not usable"),
+        ({"a\\b": {}}, f"function name 'a\\\\b' in {T_LAYER} of pyproject.toml is not usable"),
         ({"api": {"handler": "app"}},
          f"handler in functions.api in {T_LAYER} of pyproject.toml must be module.attribute, as Lambda's Handler "
          "setting, not 'app'"),
@@ -276,6 +281,12 @@ def test_bad_environment_override_names_the_variable(environ, problem, fix):
 def test_bad_functions(functions, problem):
     exc = error(layer, {"functions": functions})
     assert exc.problem.startswith(problem), exc.problem
+
+
+def test_function_names_lambda_takes_are_read():
+    names = ["a", "x" * 64, "api-v2_EU", "0"]
+    config = layer({"functions": {name: {} for name in names}})
+    assert [f.name for f in config.functions] == sorted(names)
 
 
 def test_function_errors_in_the_inherited_table_name_it():

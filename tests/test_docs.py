@@ -37,7 +37,10 @@ def table_rows() -> list[str]:
     text = (DOCS / "development.md").read_text(encoding="utf-8")
     assert HEADING in text, f"docs/development.md has no {HEADING!r} section"
     section = text.split(HEADING, 1)[1].split("\n#", 1)[0]
-    return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| case ")]
+    lines = section.splitlines()
+    table = [number for number, line in enumerate(lines) if line.startswith("|")]
+    assert table == list(range(table[0], table[-1] + 1)), "the table is split by a line that is not a row"
+    return [line for line in lines if line.startswith("| ") and not line.startswith("| case ")]
 
 
 def defined_tests(path: Path) -> set[str]:

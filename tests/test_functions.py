@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest, zip_files
+from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest, zip_files, zip_sources
 from helpers.lambda_run import invoke, invoke_fat, lambda_root
 from helpers.projects import FAT, LAYER, configure, copy_fixture, edit_pyproject, target_table
 
@@ -31,7 +31,8 @@ def cdk(tmp_path_factory, cache):
 
 
 def test_cdk_layout_with_sources_runs_from_the_artifacts(cdk, tmp_path):
-    assert zip_files(cdk.out("orders.zip")) == {"orders.py", "users.py", "shared/__init__.py"}
+    assert zip_sources(cdk.out("orders.zip")) == {"orders.py", "users.py", "shared/__init__.py"}
+    assert "__pycache__/orders.cpython-311.pyc" in zip_files(cdk.out("orders.zip"))  # bytecode = "compile"
     root = lambda_root(tmp_path / "orders", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("orders.zip"))
     assert invoke(root, "orders", {"id": 7}).result == ORDERS
     users = lambda_root(tmp_path / "users", "3.11", layer=cdk.out("layer.zip"), function=cdk.out("users.zip"))
@@ -190,8 +191,8 @@ def test_each_fat_zip_holds_only_its_own_function_closure(services, tmp_path):
 def test_the_layer_holds_the_union_and_each_slim_zip_its_member_code(services, tmp_path):
     section = manifest(services.out())["targets"][LAYER]
     assert [d["name"] for d in section["distributions"]] == ["common", "idna", "python-dateutil", "tzdata"]
-    assert zip_files(services.out("api.zip")) == {"api_svc/__init__.py", "api_svc/handler.py"}
-    assert zip_files(services.out("worker.zip")) == {"worker_svc/__init__.py", "worker_svc/main.py"}
+    assert zip_sources(services.out("api.zip")) == {"api_svc/__init__.py", "api_svc/handler.py"}
+    assert zip_sources(services.out("worker.zip")) == {"worker_svc/__init__.py", "worker_svc/main.py"}
     api = lambda_root(tmp_path / "api", "3.12", layer=services.out("layer.zip"), function=services.out("api.zip"))
     assert invoke(api, "api_svc.handler").result == {**API, "has_dateutil": True}  # the layer has the worker's too
     worker = lambda_root(tmp_path / "worker", "3.12", layer=services.out("layer.zip"),
@@ -289,3 +290,214 @@ def test_fat_closures_hold_when_assembled_from_cached_packs(tmp_path, cache):
     before = digests(build.out())
     clean = hatchling_build(project, FAT, cache=cache, args=["-c"])
     assert digests(clean.out()) == before
+
+
+# --------------------------------------------------------------------------
+# function code stays in the project: links, build output, special files
+
+
+@pytest.fixture
+def tiny(tmp_path, cache):
+    """A project with no dependencies (src/app), built once: the previous artifacts."""
+    from helpers.projects import local_project
+
+    project = local_project(tmp_path / "tiny", "app", {})
+    build = hatchling_build(project, LAYER, cache=cache)
+    assert zip_files(build.out("app.zip")) == {"app/__init__.py", "app/handler.py"}
+    return project
+
+
+def _outside(tmp_path):
+    """A credentials file and a directory of files, outside the project."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = SECRET\n")
+    (home / "tree" / "deep").mkdir(parents=True)
+    (home / "tree" / "deep" / "notes.txt").write_text("SECRET\n")
+    return home
+
+
+@pytest.mark.parametrize(
+    "link, target, needles",
+    [
+        ("src/app/config.txt", ".aws/credentials",
+         ["function 'app': src/app/config.txt is a symbolic link to {home}/.aws/credentials, outside the project "
+          "({project}); hatch-lambda does not ship files from outside the project",
+          'fix: replace the link with a copy of what it points to, or leave it out of the function\'s files '
+          '(exclude = ["src/app/config.txt"])']),
+        ("src/app/vendor", "tree",
+         ["function 'app': src/app/vendor is a symbolic link to {home}/tree (a directory; "
+          "src/app/vendor/deep/notes.txt is a file in it), outside the project ({project})",
+          'exclude = ["src/app/vendor"]']),
+        ("src/app/relative.txt", "../../../home/.aws/credentials",
+         ["function 'app': src/app/relative.txt is a symbolic link to ../../../home/.aws/credentials "
+          "({home}/.aws/credentials), outside the project ({project})"]),
+    ],
+    ids=["file", "directory", "relative"],
+)
+def test_a_link_out_of_the_project_is_refused_and_the_previous_artifacts_stay(tiny, tmp_path, cache, link, target,
+                                                                              needles):
+    home = _outside(tmp_path)
+    before = digests(tiny / "dist" / "lambda")
+    (tiny / link).symlink_to(target if target.startswith("..") else home / target)
+    build = hatchling_build(tiny, LAYER, FAT, cache=cache, check=False)
+    assert_failed_cleanly(build, *(needle.format(home=home, project=tiny) for needle in needles))
+    assert "SECRET" not in build.output
+    assert digests(tiny / "dist" / "lambda") == before
+
+
+def test_links_inside_the_project_ship_what_they_point_to(tiny, tmp_path, cache):
+    (tiny / "shared" / "sub").mkdir(parents=True)
+    (tiny / "shared" / "sub" / "data.json").write_text('{"n": 1}\n')
+    (tiny / "src" / "app" / "shared").symlink_to(tiny / "shared")  # a directory, absolute
+    (tiny / "src" / "app" / "alias.py").symlink_to("handler.py")  # a file, relative
+    (tiny / "src" / "app" / "loop").symlink_to("..")  # back up: hatch walks it once
+    build = hatchling_build(tiny, LAYER, cache=cache)
+    files = zip_files(build.out("app.zip"))
+    assert {"app/shared/sub/data.json", "app/alias.py", "app/handler.py"} <= files
+    import zipfile
+
+    with zipfile.ZipFile(build.out("app.zip")) as archive:
+        assert archive.read("app/shared/sub/data.json") == b'{"n": 1}\n'
+        assert archive.read("app/alias.py") == (tiny / "src" / "app" / "handler.py").read_bytes()
+    root = lambda_root(tmp_path / "run", "3.11", layer=build.out("layer.zip"), function=build.out("app.zip"))
+    assert invoke(root, "app.alias").result == {"ok": True}
+
+
+def test_a_dangling_link_a_loop_or_a_named_pipe_is_refused(tiny, cache):
+    import os
+
+    before = digests(tiny / "dist" / "lambda")
+    (tiny / "src" / "app" / "gone.txt").symlink_to("nowhere.txt")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'app': src/app/gone.txt is a symbolic link to nowhere.txt "
+                                 f"({tiny}/src/app/nowhere.txt), which leads to no file (nothing is there, or the "
+                                 "links go round in a loop)",
+                          "fix: remove the link, or point it at a file inside the project")
+    (tiny / "src" / "app" / "gone.txt").unlink()
+    (tiny / "src" / "app" / "ping").symlink_to("pong")
+    (tiny / "src" / "app" / "pong").symlink_to("ping")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'app': src/app/ping is a symbolic link to pong ({tiny}/src/app/pong), "
+                                 "which leads to no file")
+    (tiny / "src" / "app" / "ping").unlink()
+    (tiny / "src" / "app" / "pong").unlink()
+    os.mkfifo(tiny / "src" / "app" / "pipe")
+    build = hatchling_build(tiny, LAYER, cache=cache, check=False)  # would block reading the pipe
+    assert_failed_cleanly(build, "function 'app': src/app/pipe is not a regular file (a named pipe), which a zip "
+                                 'cannot hold', 'exclude = ["src/app/pipe"]')
+    assert digests(tiny / "dist" / "lambda") == before
+
+
+def test_the_output_directories_are_never_function_code(tiny, cache):
+    """A selection of everything, an output directory inside the project: the zip does not grow build by build."""
+    configure(tiny, directory="build/zips", functions={"app": {"include": ["**"], "sources": ["src"]}})
+    configure(tiny, FAT, directory="fat")
+    hatchling_build(tiny, FAT, cache=cache)
+    (tiny / "build" / "zips").mkdir(parents=True)
+    stale = tiny / "build" / "zips" / ".hatch-lambda-999999-x"  # a killed build's scratch directory
+    stale.mkdir()
+    (stale / "half.py").write_text("")
+    first = hatchling_build(tiny, LAYER, cache=cache)
+    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock"}
+    assert zip_files(tiny / "build" / "zips" / "app.zip") == expected
+    built = digests(tiny / "build" / "zips")
+    again = hatchling_build(tiny, LAYER, cache=cache)
+    assert digests(tiny / "build" / "zips") == built, again.output
+    elsewhere = hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])  # -d: that directory too
+    hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])
+    assert zip_files(tiny / "other" / "app.zip") == expected, elsewhere.output
+    assert "out of function 'app'" not in first.output  # nothing reported: build output is not code
+
+
+# --------------------------------------------------------------------------
+# artifact names: one namespace per output directory
+
+
+def _tables(project, layer_functions, fat_functions=None, **fat_keys):
+    def change(data):
+        target_table(data)["functions"] = layer_functions
+        if fat_functions is not None:
+            target_table(data, FAT).update({"functions": fat_functions, **fat_keys})
+        else:
+            data["tool"]["hatch"]["build"]["targets"].pop(FAT, None)
+
+    edit_pyproject(project, change)
+
+
+def test_names_clashing_across_the_targets_are_refused_before_building(tiny, cache):
+    """lambda-layer's function api-fat and lambda-fat's function api would both write api-fat.zip."""
+    before = digests(tiny / "dist" / "lambda")
+    _tables(tiny, {"api-fat": {}}, {"api": {}})
+    fix = ("fix: rename one of the functions (under [tool.hatch.build.targets.{}.functions] or "
+           "[tool.hatch.build.targets.{}.functions] in pyproject.toml), or build the two targets into different "
+           "directories (directory = ...)")
+    for kind, other, problem in (
+        (LAYER, FAT, "function 'api-fat' of lambda-layer and function 'api' of lambda-fat (in pyproject.toml) "
+                     "both write api-fat.zip in {}"),
+        (FAT, LAYER, "function 'api' of lambda-fat and function 'api-fat' of lambda-layer (in pyproject.toml) "
+                     "both write api-fat.zip in {}"),
+    ):
+        build = hatchling_build(tiny, kind, cache=cache, check=False)
+        assert_failed_cleanly(build, problem.format(tiny / "dist" / "lambda"), fix.format(kind, other))
+        assert "distributions from uv.lock" not in build.output  # refused before anything was read or built
+    assert digests(tiny / "dist" / "lambda") == before
+    # The hook, -d and hatch-lambda build put both targets in one directory: the same names are refused there.
+    build = hatchling_build(tiny, LAYER, cache=cache, args=["-d", "both"], check=False)
+    assert_failed_cleanly(build, "both write api-fat.zip in {}".format(tiny / "both"))
+    # Each target into a directory of its own: no clash.
+    _tables(tiny, {"api-fat": {}}, {"api": {}}, directory="fat")
+    hatchling_build(tiny, LAYER, FAT, cache=cache)
+    assert (tiny / "dist" / "lambda" / "api-fat.zip").is_file() and (tiny / "fat" / "api-fat.zip").is_file()
+
+
+def test_a_name_the_manifest_says_another_target_wrote_is_refused(tiny, cache):
+    _tables(tiny, {"api-fat": {}})  # no lambda-fat table yet
+    layer = hatchling_build(tiny, LAYER, cache=cache)
+    before = digests(layer.out())
+    _tables(tiny, {"other": {}}, {"api": {}})  # the tables no longer clash; the directory still holds api-fat.zip
+    build = hatchling_build(tiny, FAT, cache=cache, check=False)
+    assert_failed_cleanly(build, f"function 'api' of lambda-fat would write api-fat.zip in {layer.out()}, where "
+                                 "manifest.json says function 'api-fat' of lambda-layer wrote api-fat.zip",
+                          "fix: rename one of the functions")
+    assert digests(layer.out()) == before
+    assert manifest(layer.out())["targets"][LAYER]["artifacts"][1]["sha256"] == before["api-fat.zip"]
+
+
+def test_clean_leaves_a_file_another_target_lists(tiny, cache):
+    """A manifest where both sections list one file (as an older version could write): -c keeps it."""
+    import json
+
+    _tables(tiny, {"app": {}}, {"app": {}})
+    both = hatchling_build(tiny, LAYER, FAT, cache=cache)
+    document = manifest(both.out())
+    shared = next(a for a in document["targets"][LAYER]["artifacts"] if a["file"] == "app.zip")
+    document["targets"][FAT]["artifacts"].append(shared)
+    (both.out("manifest.json")).write_text(json.dumps(document))
+    kept = digests(both.out())["app.zip"]
+    hatchling_build(tiny, FAT, cache=cache, args=["-c"])
+    assert digests(both.out())["app.zip"] == kept
+    assert (both.out("app-fat.zip")).is_file()  # built again
+
+
+@pytest.mark.parametrize(
+    "functions, problem",
+    [
+        ({"Api": {}, "api": {}}, "function 'Api' and function 'api' of lambda-layer write Api.zip and api.zip, "
+                                 "one file where the file system ignores case (macOS, Windows)"),
+        ({"Layer": {}}, "function 'Layer' and the layer of lambda-layer write Layer.zip and layer.zip, one file "
+                        "where the file system ignores case (macOS, Windows)"),
+    ],
+    ids=["two-functions", "the-layer"],
+)
+def test_names_that_differ_only_in_case_are_refused(tmp_path, functions, problem):
+    from hatch_lambda.assemble.names import check_names
+    from hatch_lambda.config.options import load_config
+    from hatch_lambda.errors import LambdaBuildError
+
+    config = load_config(LAYER, {"functions": functions}, {}, project_name="app", requires_python=">=3.11")
+    with pytest.raises(LambdaBuildError) as raised:
+        check_names(config, tmp_path)
+    assert raised.value.problem == problem
+    assert raised.value.fix == "rename one of them in the functions of [tool.hatch.build.targets.lambda-layer] in " \
+                               "pyproject.toml"

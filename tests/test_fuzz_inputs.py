@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from hatch_lambda.config.options import _KEYS, FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.files import cached_path
 from hatch_lambda.lockfile.file import read_lock
 from hatch_lambda.lockfile.resolve import Resolution, resolve
 from hatch_lambda.runtime.target import Target
@@ -140,6 +142,61 @@ def test_misshapen_lock_names_the_place(projects):
         resolve(projects["native-app"], TARGET)
     assert f"uv.lock: package[{index}].wheels[0].url must be a string, not 3" in raised.value.problem
     assert raised.value.fix == "the lock is damaged; regenerate it with `uv lock` (and resolve any merge conflict)"
+
+
+# --------------------------------------------------------------------------
+# the lock's strings that become paths: hashes, file names, URLs
+
+#: Pieces of hostile strings: separators, dots, NUL, percent-encodings (once and twice), absolute paths.
+PIECES = ["/", "\\", "..", ".", "\0", "%2F", "%2f", "%5C", "%5c", "%2e%2e", "%2E", "%252F", "%00", "%", "/etc/passwd",
+          "C:\\Windows", "~", "victim", "-1.0-py3-none-any.whl", ".whl", ".tar.gz", "sha256:", "a" * 64, "0" * 63,
+          "//[", "]", "?", "#", "\n", "\u2100", "\uff0f"]  # a bad IPv6 host, a host NFKC makes hold a separator
+hostile = st.lists(st.one_of(st.sampled_from(PIECES), text), min_size=1, max_size=6).map("".join)
+#: Where uv writes a file's hash, file name and URL (a wheel's or an sdist's, or a url source's).
+LOCATED = re.compile(r'(hash|filename|url) = "([^"]*)"')
+
+
+@st.composite
+def lock_with_hostile_string(draw) -> tuple[str, str]:
+    name = draw(st.sampled_from(FIXTURES))
+    original = (fixture_path(name) / "uv.lock").read_text()
+    places = list(LOCATED.finditer(original))
+    place = draw(st.sampled_from(places))
+    key, value = place.group(1), draw(hostile)
+    if key == "url" and draw(st.booleans()):
+        value = f"https://files.example/packages/{value}"
+    elif key == "hash" and draw(st.booleans()):
+        value = "sha256:" + value
+    return name, original[: place.start(2) - 1] + toml_string(value) + original[place.end(2) + 1:]
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: quotes, backslashes and control characters (NUL, DEL) escaped."""
+    escaped = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else "\\" + c if c in '"\\' else c
+                      for c in value)
+    return f'"{escaped}"'
+
+
+@SETTINGS
+@given(lock_with_hostile_string())
+def test_hostile_paths_names_and_hashes_in_a_lock(projects, tmp_path_factory, case):
+    """One error naming the lock, or a resolution whose every file is cached inside the cache."""
+    name, lock_text = case
+    project = projects[name]
+    (project / "uv.lock").write_text(lock_text, encoding="utf-8")
+    try:
+        result = resolve(project, TARGET)
+    except LambdaBuildError as exc:
+        assert "uv.lock" in exc.problem, exc.problem
+        return
+    cache = tmp_path_factory.getbasetemp() / "fuzz-cache"
+    for dist in result.distributions:
+        file = dist.file
+        if file is None or file.url is None or not file.sha256:
+            continue
+        path = cached_path(file, cache)  # an accepted lock never names a place outside (this would raise)
+        assert path.parent == cache / "files" / file.sha256[:2] / file.sha256, path
+        assert path.resolve().is_relative_to(cache.resolve()), path
 
 
 # --------------------------------------------------------------------------

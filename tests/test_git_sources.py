@@ -9,9 +9,7 @@ subdirectory, and refuse a commit the repository does not have.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from hatch_lambda.runtime.target import Target
 
 from helpers.builds import assert_failed_cleanly, hatchling_build, manifest
 from helpers.lambda_run import invoke, lambda_root
-from helpers.projects import LAYER, uv_lock
+from helpers.projects import LAYER, git, uv_lock
 
 COMMIT = "c25dbc07fdc03aed81aff5c705457c0b9c54a837"
 
@@ -63,13 +61,6 @@ def test_bad_git_sources_are_refused(text, message):
 
 
 # --- a real repository -----------------------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1"}
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=True)
-    return result.stdout.strip()
 
 
 def write_package(directory: Path, name: str, version: str, body: str, dependencies: list[str]) -> None:

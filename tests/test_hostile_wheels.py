@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_build_errors import rebuild_fails
-
-from helpers.builds import digests, hatchling_build, manifest, zip_files
+from helpers.builds import digests, hatchling_build, manifest, rebuild_fails, zip_files
 from helpers.projects import LAYER, OUT, configure, copy_fixture, edit_pyproject, local_project, make_wheel, uv_command
 from helpers.wheelserver import WheelServer, loopback_env, point_lock_at
 

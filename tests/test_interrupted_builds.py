@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.builds import build_env, digests, hatchling_build, manifest, sha256_file, zip_files
+from helpers.builds import build_env, digests, fresh_cache, hatchling_build, manifest, sha256_file, zip_files
 from helpers.projects import LAYER, OUT, copy_fixture, local_project, make_wheel
 from helpers.wheelserver import WheelServer, assert_cache_holds_only_verified_files, loopback_env, point_lock_at
 
@@ -285,3 +285,86 @@ def test_stale_scratch_is_removed_and_a_running_builds_is_kept(tmp_path):
     # its owner is gone now, so both of its directories are stale
     assert sorted(remove_stale(out)) == sorted([live, starting])
     assert list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# Ctrl-C from a terminal: SIGINT to the whole process group, pack workers included
+
+GROUP_RUNS = 21
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_to_the_process_group_at_any_moment_of_a_cold_build(tmp_path, cache):
+    """A terminal's Ctrl-C reaches the build and its forked pack workers at once, at 21 moments of a cold build
+    spread over the first 60 % of its time after its first line."""
+    project = copy_fixture("native-app", tmp_path / "project")
+    hatchling_build(project, LAYER, cache=cache)  # the session cache has every file now
+    before = artifacts(project)
+    change_function(project, "native_app")
+
+    def start(run: int) -> subprocess.Popen:
+        private = fresh_cache(cache, tmp_path / f"cache-{run}")  # downloads only: every pack is built
+        return subprocess.Popen(
+            [sys.executable, "-m", "hatchling", "build", "-t", LAYER], cwd=project, env=build_env(private),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    def started(process: subprocess.Popen) -> str:
+        """The output up to the build's first line of its own (Python and hatchling have started by then)."""
+        lines = []
+        while not (lines and lines[-1].startswith("lambda-layer:")) and (line := process.stdout.readline()):
+            lines.append(line)
+        return "".join(lines)
+
+    timed = start(-1)
+    head = started(timed)
+    began = time.monotonic()
+    output, _ = timed.communicate(timeout=WAIT)
+    duration = time.monotonic() - began
+    output = head + output
+    assert timed.returncode == 0, output
+    assert "0 distributions reused from the cache, 3 unpacked and deflated" in output
+    hatchling_build(project, LAYER, cache=cache)  # the artifacts a finished build leaves
+    before = artifacts(project)
+    change_function(project, "native_app")
+
+    interrupted = 0
+    for run in range(GROUP_RUNS):
+        process = start(run)
+        head = started(process)
+        time.sleep(0.6 * duration * (run + 0.5) / GROUP_RUNS)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"run {run}: the build did not end within 30 s of Ctrl-C", pytrace=False)
+        output = head + output
+        deadline = time.monotonic() + ORPHAN_WAIT
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group_alive(process.pid), f"run {run}: a process of the build outlived it"
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, f"run {run}:\n{output}"
+        published = "interrupted once the new artifacts were in place" in output
+        if "manifest.json\n" in output or published:  # it finished before the signal (or died of it on the way out)
+            assert process.returncode in (0, 130, -signal.SIGINT), f"run {run}:\n{output}"
+            sections = manifest(project / OUT)["targets"][LAYER]
+            for artifact in sections["artifacts"]:
+                assert sha256_file(project / OUT / artifact["file"]) == artifact["sha256"], f"run {run}"
+            before = artifacts(project)
+            continue
+        interrupted += 1
+        assert process.returncode == 130, f"run {run}:\n{output}"
+        assert output.count("hatch-lambda: interrupted; the previous artifacts are untouched") == 1, output
+        assert artifacts(project) == before, f"run {run}"
+        assert scratch_dirs(project) == [], f"run {run}"
+    assert interrupted >= GROUP_RUNS // 3, f"only {interrupted} of {GROUP_RUNS} runs were interrupted"

@@ -124,7 +124,7 @@ def test_backoff_doubles(tmp_path, server):
 
 
 @pytest.mark.parametrize("name", ["HATCH_LAMBDA_DOWNLOAD_ATTEMPTS", "HATCH_LAMBDA_DOWNLOAD_TIMEOUT",
-                                  "HATCH_LAMBDA_DOWNLOAD_BACKOFF"])
+                                  "HATCH_LAMBDA_DOWNLOAD_BACKOFF", "HATCH_LAMBDA_DOWNLOAD_MAX_MB"])
 def test_bad_retry_variable_is_an_error(monkeypatch, name):
     monkeypatch.setenv(name, "soon")
     with pytest.raises(LambdaBuildError) as raised:
@@ -222,3 +222,114 @@ def test_a_quick_download_shows_nothing(tmp_path, server, monkeypatch):
     monkeypatch.setattr("hatch_lambda.fetch.files.Progress", lambda files, total: Progress(files, total, stream=stream))
     fetch_all([_dist(server)], tmp_path / "cache", tmp_path)
     assert stream.text == ""
+
+
+# --------------------------------------------------------------------------
+# size caps, a full disk, the stop
+
+
+def test_an_endless_body_stops_at_the_cap(tmp_path, server):
+    """No size in the lock: HATCH_LAMBDA_DOWNLOAD_MAX_MB caps the body; an error naming the URL, not retried."""
+    server.fault(NAME, kind="endless")
+    policy = RetryPolicy(attempts=3, timeout=5, backoff=0.01, max_mb=2)
+    with pytest.raises(LambdaBuildError) as raised:
+        fetch_one(_dist(server), tmp_path / "cache", tmp_path, policy=policy)
+    assert raised.value.problem == (f"demo==1.0: downloading {server.url(NAME)} failed: the body is larger than "
+                                    "2 MB (HATCH_LAMBDA_DOWNLOAD_MAX_MB)")
+    assert "raise HATCH_LAMBDA_DOWNLOAD_MAX_MB" in raised.value.fix
+    assert len(server.served(NAME)) == 1
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_a_body_larger_than_the_locks_size_is_refused_at_once(tmp_path, server):
+    dist = _dist(server)
+    dist = Distribution(dist.name, dist.version, dist.source_kind, dist.source,
+                        LockedFile(kind="wheel", filename=NAME, url=server.url(NAME), sha256=DIGEST, size=1000))
+    with pytest.raises(LambdaBuildError) as raised:
+        fetch_one(dist, tmp_path / "cache", tmp_path, policy=FAST)
+    assert raised.value.problem == (f"demo==1.0: downloading {server.url(NAME)} failed: the body is larger than "
+                                    f"1000 bytes, the size uv.lock gives for the file (it announced {len(BODY)})")
+    assert "uv lock --refresh-package" in raised.value.fix
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_the_download_cap_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HATCH_LAMBDA_DOWNLOAD_MAX_MB", "5")
+    assert RetryPolicy.from_env().max_mb == 5
+    assert RetryPolicy().max_mb == 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and a kernel that lets us mount; skipped otherwise)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a small tmpfs needs root and mount permission")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_reported_as_one(small_disk, no_proxy):
+    """Not "the file changed on the index": the directory is named, nothing is retried or left behind."""
+    big = os.urandom(3 << 20)
+    with WheelServer({NAME: big}) as server:
+        dist = Distribution("demo", "1.0", "registry", "https://pypi.org/simple", LockedFile(
+            kind="wheel", filename=NAME, url=server.url(NAME), sha256=hashlib.sha256(big).hexdigest()))
+        with pytest.raises(LambdaBuildError) as raised:
+            fetch_one(dist, small_disk / "cache", small_disk, policy=FAST)
+        assert len(server.served(NAME)) == 1
+    directory = small_disk / "cache" / "files" / dist.sha256[:2] / dist.sha256
+    assert raised.value.problem == f"demo==1.0: no space left on device writing {directory}"
+    assert "HATCH_LAMBDA_CACHE_DIR" in raised.value.fix
+    assert cache_files(small_disk / "cache") == []
+
+
+def test_a_failed_write_is_not_retried(server):
+    """/dev/full fails every write with ENOSPC: the OS's error comes out at once, not as a network error."""
+    import errno
+
+    from hatch_lambda.fetch.download import WriteFailed
+
+    with open("/dev/full", "wb", buffering=0) as out, pytest.raises(WriteFailed) as raised:
+        download(server.url(NAME), out, headers={}, policy=FAST)
+    assert raised.value.error.errno == errno.ENOSPC
+    assert len(server.served(NAME)) == 1
+
+
+def _stopped_after(seconds: float, server: WheelServer, tmp_path, policy: RetryPolicy) -> float:
+    """Seconds ``download`` took to give up once ``stop`` was set ``seconds`` after it started."""
+    import threading
+    import time
+
+    from hatch_lambda.fetch.download import Stopped
+
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    started = time.monotonic()
+    timer.start()
+    with (tmp_path / "out").open("wb") as out, pytest.raises(Stopped):
+        download(server.url(NAME), out, headers={}, policy=policy, stop=stop)
+    timer.join()
+    return time.monotonic() - started - seconds
+
+
+def test_stop_before_connecting(tmp_path, server):
+    assert _stopped_after(0, server, tmp_path, FAST) < 1
+    assert server.served(NAME) in ([], [None])  # at most the request already on its way
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "delay", "seconds": 10},  # waiting for the response
+    {"kind": "trickle", "piece": 1000, "seconds": 5},  # reading the body
+    {"kind": "status", "status": 503},  # waiting to retry
+])
+def test_stop_ends_a_download_at_once(tmp_path, server, fault):
+    server.fault(NAME, **fault)
+    policy = RetryPolicy(attempts=3, timeout=30, backoff=30)
+    assert _stopped_after(0.5, server, tmp_path, policy) < 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hatch_lambda.config.options import load_config
@@ -20,6 +22,10 @@ SECRETS = [
     "native_app/id_rsa",
     "native_app/id_ed25519.pub",
     "native_app/vendored/.git/config",
+    "native_app/.ENV",
+    "native_app/certs/SERVER.PEM",
+    "native_app/ops/.kube/config",
+    "native_app/prod.auto.tfvars",
 ]
 
 
@@ -57,6 +63,41 @@ def test_filter_secrets_patterns(tmp_path):
     picked = filter_secrets([Entry(name, tmp_path / name) for name in names], include=["app/tls.key"])
     assert [e.name for e in picked.kept] == ["app/tls.key", "app/env.py", "app/keys.py", "app/pem/readme.txt"]
     assert picked.left_out == sorted(set(names) - {e.name for e in picked.kept})
+
+
+#: Each looks like a secret, in any directory and whatever the case of its letters.
+MORE_SECRETS = [
+    ".ENV", "app/.Env.Local", "app/certs/SERVER.PEM", "app/TLS.Key", "app/ID_RSA", "app/.GIT/config",
+    ".envrc", "app/.envrc", ".git-credentials", "app/.pgpass", "web/.htpasswd", "app/.HTPASSWD",
+    ".docker/config.json", "app/home/.docker/config.json", "app/.Docker/Config.json",
+    ".kube/config", "ops/.kube/config", "app/.gnupg/pubring.kbx", ".GnuPG/private-keys-v1.d/x.key",
+    "terraform.tfvars", "infra/prod.auto.tfvars", "infra/PROD.TFVARS", "infra/vars.tfvars.json",
+]
+#: Near misses: names a project ships.
+NOT_SECRETS = [
+    "app/envrc.py", "app/env.py", "app/docker/config.json", "app/.docker/daemon.json", "app/kube/config",
+    "app/.kube/config.py", "app/gnupg.py", "infra/main.tf", "infra/variables.tf", "app/tfvars.py",
+    "app/pem.py", "app/git_credentials.py", "app/pgpass.txt",
+]
+
+
+@pytest.mark.parametrize("name", MORE_SECRETS)
+def test_more_secret_names_are_left_out_whatever_their_case(tmp_path, name):
+    picked = filter_secrets([Entry(name, tmp_path / "x"), Entry("app/handler.py", tmp_path / "y")])
+    assert picked.left_out == [name]
+    assert [e.name for e in picked.kept] == ["app/handler.py"]
+
+
+def test_near_misses_are_kept():
+    picked = filter_secrets([Entry(name, Path(name)) for name in NOT_SECRETS])
+    assert picked.left_out == []
+
+
+def test_include_secrets_ignores_case_too(tmp_path):
+    names = ["app/certs/SERVER.PEM", "app/certs/other.pem", "app/.ENV"]
+    picked = filter_secrets([Entry(name, tmp_path / name) for name in names], include=["app/certs/server.pem"])
+    assert [e.name for e in picked.kept] == ["app/certs/SERVER.PEM"]
+    assert picked.left_out == ["app/.ENV", "app/certs/other.pem"]
 
 
 def test_include_secrets_must_be_a_list_of_strings():

@@ -10,12 +10,14 @@ concurrent build's scratch directory is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+
+from hatch_lambda.errors import LambdaBuildError
 
 fcntl: ModuleType | None
 try:
@@ -27,6 +29,37 @@ except ImportError:  # not POSIX: fall back to the pid check
 
 PREFIX = ".hatch-lambda-"
 OWNER = ".owner"
+_POINT_IT = ("point `directory` in the target's table of pyproject.toml (or the -d option) at a directory you "
+             "can write")
+
+
+def _unusable(out_dir: Path, exc: OSError | None = None) -> LambdaBuildError:
+    if out_dir.exists() and not out_dir.is_dir():
+        reason = f"it is a {'file' if out_dir.is_file() else 'device'}, not a directory"
+    else:
+        reason = f"it cannot be written ({exc.strerror if exc and exc.strerror else 'not writable'})"
+    return LambdaBuildError(f"the output directory {out_dir} cannot hold the artifacts: {reason}", _POINT_IT)
+
+
+def output_directory(out_dir: Path) -> Path:
+    """``out_dir``, created if need be; one error when it is a file, a device or cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(out_dir, exc) from None
+    if not out_dir.is_dir():  # mkdir(exist_ok=True) accepts a link to a file on some systems
+        raise _unusable(out_dir)
+    # Written to, to know: permission bits, a read-only mount, an unwritable device. Named like a
+    # scratch directory of this process, so one an interrupt leaves is removed as stale by the next build.
+    probe = out_dir / f"{PREFIX}{os.getpid()}-probe-{os.urandom(4).hex()}"
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        raise _unusable(out_dir, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
+    return out_dir
 
 
 @dataclass
@@ -39,12 +72,21 @@ class Scratch:
     def claim(cls, out_dir: Path) -> Scratch:
         """Remove stale scratch directories in ``out_dir``, then create and lock a new one."""
         remove_stale(out_dir)
-        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=out_dir))
-        # Locked under another name, then renamed: nobody sees the lock file unlocked.
-        fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(path / f"{OWNER}.new", path / OWNER)
+        path = out_dir / f"{PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+        fd = None
+        try:
+            try:
+                os.mkdir(path, 0o700)
+            except OSError as exc:  # read-only, or the permission checked earlier was taken away
+                raise _unusable(out_dir, exc) from None
+            # Locked under another name, then renamed: nobody sees the lock file unlocked.
+            fd = os.open(path / f"{OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(path / f"{OWNER}.new", path / OWNER)
+        except BaseException:  # Ctrl-C halfway: the directory is not left behind
+            cls(path, fd).release()
+            raise
         return cls(path, fd)
 
     def lock_output(self) -> None:

@@ -146,6 +146,11 @@ def zip_files(path: Path) -> set[str]:
     return {name for name in zip_names(path) if not name.endswith("/")}
 
 
+def zip_sources(path: Path) -> set[str]:
+    """Names of the regular files in a zip, less the bytecode the build compiled (``__pycache__``, ``.pyc``)."""
+    return {name for name in zip_files(path) if "__pycache__/" not in name and not name.endswith(".pyc")}
+
+
 def top_level(path: Path, prefix: str = "") -> set[str]:
     """First path components below ``prefix`` of the files in a zip."""
     out = set()
@@ -196,11 +201,14 @@ def local_header_extra_length(raw: bytes, info: zipfile.ZipInfo) -> int:
 
 
 def assert_zip_is_normalised(path: Path, *, date_time: tuple | None = None) -> None:
-    """Sorted entries with their directories, 0644/0755 modes, no extra fields, no bytecode."""
+    """Sorted entries with their directories, 0644/0755 modes, no extra fields, and no bytecode but the build's own
+    (unchecked-hash ``.pyc`` files, PEP 552)."""
     raw = path.read_bytes()
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
         assert archive.testzip() is None, f"{path.name} has a corrupt member"
+        pyc_flags = {i.filename: int.from_bytes(archive.read(i)[4:8], "little") for i in infos
+                     if i.filename.endswith(".pyc")}
     names = [info.filename for info in infos]
     assert names == sorted(names), f"{path.name}: entries are not sorted"
     assert len(set(names)) == len(names), f"{path.name}: duplicate entries"
@@ -209,8 +217,11 @@ def assert_zip_is_normalised(path: Path, *, date_time: tuple | None = None) -> N
         name = info.filename
         parts = name.rstrip("/").split("/")
         assert not name.startswith("/") and ".." not in parts, name
-        assert "__pycache__" not in parts, name
-        assert not name.endswith((".pyc", ".pyo")), name
+        assert not name.endswith(".pyo"), name
+        if name.endswith(".pyc"):
+            assert pyc_flags[name] == 0b01, f"{name} is not an unchecked-hash .pyc"
+        elif "__pycache__" in parts and not info.is_dir():
+            raise AssertionError(f"{name} is in a __pycache__ directory but is no .pyc")
         for depth in range(1, len(parts)):
             assert "/".join(parts[:depth]) + "/" in present, f"{path.name}: no directory entry above {name}"
         assert info.extra == b"", f"{name} has extra fields in the central directory"
@@ -226,3 +237,23 @@ def assert_zip_is_normalised(path: Path, *, date_time: tuple | None = None) -> N
                 assert info.compress_size == info.file_size, name
         if date_time is not None:
             assert info.date_time == date_time, f"{name}: {info.date_time} != {date_time}"
+
+
+def assert_untouched(project: Path, before: dict[str, str], entries: list[str]) -> None:
+    out = project / OUT
+    assert digests(out) == before
+    # no scratch directory or half-written zip left behind either
+    assert sorted(p.name for p in out.iterdir()) == entries
+
+
+def rebuild_fails(project: Path, cache: Path, *targets: str, needles=(), env=None) -> Build:
+    """A build of a project built before fails with exit 2 and one message, its earlier artifacts untouched."""
+    out = project / OUT
+    before = digests(out)
+    entries = sorted(p.name for p in out.iterdir())
+    assert {"layer.zip", "manifest.json"} <= set(before)
+    build = hatchling_build(project, *targets, cache=cache, check=False, env=env)
+    assert_failed_cleanly(build, "hatch-lambda: ", *needles)
+    assert build.result.returncode == 2
+    assert_untouched(project, before, entries)
+    return build

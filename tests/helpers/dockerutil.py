@@ -1,6 +1,6 @@
 """Helpers for the Docker installer tests: builds against the test engine, small sdist projects, a compiler image.
 
-Builds run like every other build test (see ``buildutil``): ``python -m hatchling
+Builds run like every other build test (see ``helpers.builds``): ``python -m hatchling
 build`` in a subprocess, in a private copy of a project, with the session's
 download cache. Here ``DOCKER_HOST`` points at the test engine (or at a socket
 nobody listens on), and the target's table names the engine's Lambda stand-in

@@ -239,3 +239,11 @@ def pip_download(requirement: str, directory: Path, *options: str, timeout: int 
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git ARGS`` in ``repo`` with a fixed author and no system configuration; its output."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1"}
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=True)
+    return result.stdout.strip()

@@ -2,13 +2,17 @@
 
 It serves real files (wheels from the session's download cache, or hand-made
 ones) by file name and honours ``Range`` requests. Per file, a fault can be
-set: cut the body off halfway, answer 404 or 503, wait before answering, or
-send the body slowly in small pieces. ``point_lock_at`` rewrites a project's
+set: cut the body off halfway, answer 404 or 503, wait before answering, send
+the body slowly in small pieces, or send one without end. It can demand basic
+auth (``require_auth``) and redirect a name elsewhere (``redirect``); it keeps
+the ``Authorization`` header of every request. A name ending in ``/`` is served
+as HTML: ``simple_page`` makes the simple API's page of a project, for ``uv lock``. ``point_lock_at`` rewrites a project's
 ``uv.lock`` so every file URL names this server (the hashes stay as locked).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import re
@@ -20,7 +24,7 @@ from pathlib import Path
 
 @dataclass
 class Fault:
-    kind: str = "none"  # none | cut | status | delay | trickle
+    kind: str = "none"  # none | cut | status | delay | trickle | endless
     times: int = 1 << 30  # how many requests suffer it; then the file is served normally
     status: int = 404
     seconds: float = 0.0  # delay before answering, or between trickled pieces
@@ -33,6 +37,9 @@ class WheelServer:
         self.faults: dict[str, Fault] = {}
         self.honour_range = True  # False: answer a Range request with the whole file, as some servers do
         self.requests: list[tuple[str, str | None]] = []  # (name, Range header)
+        self.authorizations: list[tuple[str, str | None]] = []  # (name, Authorization header)
+        self.login: tuple[str, str] | None = None  # basic auth every request must carry
+        self.redirects: dict[str, str] = {}  # name -> the URL it redirects to
         self.lock = threading.Lock()
         outer = self
 
@@ -41,6 +48,9 @@ class WheelServer:
 
             def do_GET(self):
                 outer._serve(self)
+
+            def do_HEAD(self):
+                outer._head(self)
 
             def log_message(self, *args):
                 pass
@@ -57,8 +67,23 @@ class WheelServer:
             if path.is_file() and not path.name.endswith(".part"):
                 self.files[path.name] = path.read_bytes()
 
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def url(self, name: str, *, host: str = "127.0.0.1", userinfo: str = "") -> str:
+        return f"http://{userinfo + '@' if userinfo else ''}{host}:{self.port}/{name}"
+
+    def require_auth(self, username: str, password: str) -> None:
+        """Answer 401 to every request without these credentials."""
+        self.login = (username, password)
+
+    def redirect(self, name: str, url: str) -> None:
+        self.redirects[name] = url
+
+    def authorization(self, name: str) -> list[str | None]:
+        """The ``Authorization`` header of each request for ``name`` (None when there was none)."""
+        return [header for requested, header in self.authorizations if requested == name]
 
     def fault(self, name: str, **options) -> None:
         with self.lock:
@@ -91,11 +116,41 @@ class WheelServer:
             fault.times -= 1
             return Fault(**{**fault.__dict__})
 
+    def _head(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        """The headers a GET would have (uv asks them first); not counted among the requests."""
+        name = handler.path.lstrip("/")
+        body = self.files.get(name)
+        refused = self.login is not None and handler.headers.get("Authorization") != self._expected_authorization()
+        handler.send_response(401 if refused else 404 if body is None else 200)
+        handler.send_header("Content-Length", "0" if refused or body is None else str(len(body)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+
+    def _expected_authorization(self) -> str:
+        assert self.login is not None
+        return "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
+
     def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         name = handler.path.lstrip("/")
         requested_range = handler.headers.get("Range")
+        authorization = handler.headers.get("Authorization")
         with self.lock:
             self.requests.append((name, requested_range))
+            self.authorizations.append((name, authorization))
+        if self.login is not None and authorization != self._expected_authorization():
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", 'Basic realm="index"')
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            return
+        if name in self.redirects:
+            handler.send_response(302)
+            handler.send_header("Location", self.redirects[name])
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            return
         body = self.files.get(name)
         fault = self._take_fault(name)
         if fault.kind == "delay":
@@ -107,6 +162,9 @@ class WheelServer:
             handler.send_header("Connection", "close")
             handler.end_headers()
             return
+        if fault.kind == "endless":
+            self._endless(handler)
+            return
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", requested_range or "")
         if match and self.honour_range and int(match.group(1)) < len(body):
@@ -116,6 +174,8 @@ class WheelServer:
         else:
             handler.send_response(200)
         part = body[start:]
+        if name.endswith("/"):  # a page of the simple API
+            handler.send_header("Content-Type", "text/html")
         handler.send_header("Content-Length", str(len(part)))
         handler.send_header("Connection", "close")
         handler.end_headers()
@@ -134,6 +194,28 @@ class WheelServer:
             handler.wfile.write(part)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+    @staticmethod
+    def _endless(handler: http.server.BaseHTTPRequestHandler) -> None:
+        """A 200 without a length whose body never ends (until the client hangs up)."""
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        piece = b"\0" * 65536
+        try:
+            while True:
+                handler.wfile.write(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def simple_page(*wheels: Path) -> bytes:
+    """The simple API's page listing ``wheels`` (served at ``simple/<name>/``, the wheels at the root)."""
+    links = "".join(f'<a href="../../{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
+                    for w in wheels)
+    return f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
 
 
 LOCKED_URL = re.compile(r'url = "https?://[^"]*/([^/"]+)"')

@@ -1,7 +1,8 @@
 """Reproducible zips: same inputs, same bytes, on any machine.
 
 Entries sorted, every timestamp from ``SOURCE_DATE_EPOCH`` (hatchling's fixed
-default otherwise), modes normalised to 0644 / 0755 (executables and
+default otherwise; a value that is not a whole number of seconds a zip can hold
+is an error), modes normalised to 0644 / 0755 (executables and
 directories), no extra fields. A zip is written to a temporary file and renamed
 into place by the caller once the whole build has passed its checks.
 """
@@ -13,7 +14,7 @@ import os
 import stat
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from hatchling.builders.utils import get_reproducible_timestamp
 
+from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.hashing import file_sha256
 from hatch_lambda.packs.deflate import COMPRESSION_LEVEL, Compressed, Entry, compress, inflate
 
@@ -38,10 +40,29 @@ class WrittenZip:
         return base64.b64encode(bytes.fromhex(self.sha256)).decode()
 
 
-def zip_date_time() -> tuple[int, int, int, int, int, int]:
-    # Zip cannot store dates before 1980.
-    stamp = max(get_reproducible_timestamp(), 315532800)
-    return time.gmtime(stamp)[:6]
+#: The reproducible-builds variable that fixes every timestamp in the zips.
+EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
+#: 1980-01-01 and 2108-01-01 (UTC): a zip's dates start at the first and end before the second.
+ZIP_FIRST = 315532800
+ZIP_END = 4354819200
+
+
+def zip_date_time(environ: Mapping[str, str] = os.environ) -> tuple[int, int, int, int, int, int]:
+    """The date and time of every zip entry: ``SOURCE_DATE_EPOCH`` (earlier than 1980 is 1980), else hatchling's.
+
+    The variable must be a whole number of seconds from 0 up to (not including) 2108;
+    anything else is one error naming it, rather than a zip that cannot be written.
+    """
+    text = environ.get(EPOCH_VARIABLE, "").strip()
+    if not text:
+        return time.gmtime(max(get_reproducible_timestamp(), ZIP_FIRST))[:6]
+    if not (text.isascii() and text.isdigit()) or int(text) >= ZIP_END:
+        raise LambdaBuildError(
+            f"the environment variable {EPOCH_VARIABLE} is {text!r}: it must be a whole number of seconds since "
+            f"1970-01-01 UTC, from 0 to {ZIP_END - 1} (zip timestamps end in 2107; before 1980 counts as 1980)",
+            f"set {EPOCH_VARIABLE} to such a number, e.g. `git log -1 --format=%ct`, or unset it",
+        )
+    return time.gmtime(max(int(text), ZIP_FIRST))[:6]
 
 
 def _info(name: str, mode: int, date_time: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:

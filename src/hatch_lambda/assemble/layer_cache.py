@@ -6,18 +6,25 @@ hatch-lambda's version), the path prefix inside the zip and the timestamp of
 its entries. The entry stores the zip and what the manifest, the audit and
 the size checks need (digest, sizes, entry count, stripping report, largest
 distributions, the audit's findings, each distribution's contents), so a hit
-reads none of the dependencies and does not hash the zip again. A hit is
-hard-linked into the build (copied across file systems) and checked; an
-entry that fails is discarded and the layer assembled again.
+reads none of the dependencies. A hit is
+copied into the build, never hard-linked: a hard link would make every
+project's ``layer.zip`` one file, so changing one in place would change the
+cache and the others. The copy is a reflink where the file system has them
+(``FICLONE``: btrfs, XFS; no bytes written), else made in the kernel
+(``sendfile``). The entry's seal vouches for what it records, and the copy is
+checked against the sha256 recorded (a size or a modification time can be
+forged by whoever writes the cache); an entry that fails is discarded and the
+layer assembled again.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from hatch_lambda.assemble.archive import WrittenZip, zip_date_time
 from hatch_lambda.assemble.audit import Finding
@@ -30,8 +37,16 @@ from hatch_lambda.hashing import file_sha256
 from hatch_lambda.packs.contents import DistributionContents
 from hatch_lambda.packs.strip import PruneReport
 
+fcntl: ModuleType | None = None
+if sys.platform == "linux":
+    import fcntl as _fcntl
+
+    fcntl = _fcntl
+
 ZIP = "layer.zip"
 META = "meta.json"
+#: Linux's ioctl that makes a file share another's blocks (a reflink), _IOW(0x94, 9, int).
+FICLONE = 0x40049409
 
 
 @dataclass(frozen=True)
@@ -48,11 +63,11 @@ def layer_key(pack_keys: list[str], prefix: str) -> str:
 
 
 def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
-    """Place the cached zip for ``key`` at ``destination`` and check it; None on a miss.
+    """Copy the cached zip for ``key`` to ``destination`` and check it; None on a miss.
 
-    The zip is hard-linked when the cache is on the same file system (no bytes
-    read or written) and checked by its size and modification time, which any
-    rewrite of either name changes; a copy is checked by its sha256.
+    The entry's seal vouches for its meta.json, and the copy must have the
+    sha256 meta.json records: a size and a modification time can be forged by
+    whoever can write the cache, a digest cannot.
     """
 
     def place(directory: Path) -> CachedLayer | None:
@@ -60,18 +75,11 @@ def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
             meta = json.loads((directory / META).read_text())
             if meta.get("key") != key:
                 return None
-            try:
-                os.link(directory / ZIP, destination)
-                linked = True
-            except OSError:
-                shutil.copyfile(directory / ZIP, destination)
-                linked = False
-            if linked:
-                status = destination.stat()
-                if status.st_size != meta["zipped"] or status.st_mtime_ns != meta["mtime_ns"]:
-                    raise ValueError("changed since it was stored")
-            elif file_sha256(destination) != meta["sha256"]:
-                raise ValueError("damaged")
+            if (directory / ZIP).stat().st_size != meta["zipped"]:
+                raise ValueError("changed since it was stored")
+            copy_file(directory / ZIP, destination)
+            if file_sha256(destination) != meta["sha256"]:
+                raise ValueError("changed since it was stored")
             written = WrittenZip(destination, meta["entries"], meta["zipped"], meta["unzipped"], meta["sha256"])
             return CachedLayer(written, PruneReport(**meta["pruned"]), [(n, size) for n, size in meta["largest"]],
                                tuple(Finding.from_dict(item) for item in meta["findings"]),
@@ -80,14 +88,27 @@ def fetch_layer(cache: Path, key: str, destination: Path) -> CachedLayer | None:
             destination.unlink(missing_ok=True)
             return None
 
-    return Entry(cache, "layers", key).read(place)
+    return Entry(cache, "layers", key, META).read(place)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """``source``'s bytes as the new file ``destination``, never a hard link: a reflink where the file system
+    has them, else a copy made in the kernel (``shutil.copyfile`` uses ``sendfile`` on Linux)."""
+    if fcntl is not None:
+        with source.open("rb") as src, destination.open("wb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+                return
+            except OSError:  # not on this file system (ext4, tmpfs), or across file systems
+                pass
+    shutil.copyfile(source, destination)
 
 
 def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
     """Keep a copy of a freshly written layer zip (a cache entry, written once)."""
 
     def fill(temporary: Path) -> None:
-        shutil.copyfile(layer.written.path, temporary / ZIP)
+        copy_file(layer.written.path, temporary / ZIP)
         if file_sha256(temporary / ZIP) != layer.written.sha256:
             raise OSError(f"copying {layer.written.path} into the cache changed it")
         meta = {
@@ -104,7 +125,7 @@ def store_layer(cache: Path, key: str, layer: CachedLayer) -> None:
         }
         (temporary / META).write_text(json.dumps(meta))
 
-    entry = Entry(cache, "layers", key)
+    entry = Entry(cache, "layers", key, META)
     with locked(entry.path):
         if not (entry.path / META).is_file():
             entry.write(fill)

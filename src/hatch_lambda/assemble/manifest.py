@@ -77,12 +77,22 @@ class Stripped(Json):
     files: int = 0
     bytes: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
+    symbols_files: int = 0  # ELF files whose symbol tables and debug sections were taken out
+    left_alone: list[str] = field(default_factory=list)  # ELF files whose layout allowed no safe removal
 
 
 @dataclass(frozen=True)
 class AuditFacts(Json):
     mode: str = "error"
     findings: list[dict] = field(default_factory=list)  # Finding.as_dict() of each
+
+
+@dataclass(frozen=True)
+class Bytecode(Json):
+    """The bytecode the artifacts ship: "compile", "only" or "off", and the CPython release that compiled it."""
+
+    mode: str = "off"
+    compiler: str | None = None  # "3.12.8"; None without bytecode
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class Section(Json):
     stripped: Stripped = field(default_factory=Stripped)
     contents: dict[str, DistributionContents] = field(default_factory=dict)
     audit: AuditFacts = field(default_factory=AuditFacts)
+    bytecode: Bytecode = field(default_factory=Bytecode)
     layer: LayerEntry | None = None
 
     def artifact(self, file: str) -> ArtifactEntry | None:

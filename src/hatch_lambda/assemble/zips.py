@@ -28,6 +28,7 @@ from hatch_lambda.assemble.layer_cache import (
     layer_key,
     store_layer,
 )
+from hatch_lambda.assemble.names import zip_name
 from hatch_lambda.config.options import LAYER, LambdaConfig
 from hatch_lambda.context import BuildContext, Log
 from hatch_lambda.lockfile.closures import Plan
@@ -79,10 +80,11 @@ def assemble(
         written.append(layer.written)
         checks.append(SizeCheck("layer.zip", layer.written.zipped, layer.written.unzipped))
         for name, entries in sorted(function_files.items()):
-            code = write_zip(entries, scratch / f"{name}.zip", level=config.compression_level)
+            code = write_zip(entries, scratch / zip_name(LAYER, name), level=config.compression_level)
             written.append(code)
             # Lambda's unzipped limit covers the function and its layers together.
-            checks.append(SizeCheck(f"{name}.zip with layer.zip", code.zipped, code.unzipped + layer.written.unzipped))
+            checks.append(SizeCheck(f"{code.path.name} with layer.zip", code.zipped,
+                                    code.unzipped + layer.written.unzipped))
         return Zips(written, checks, layer.largest, layer.pruned, AuditReport(findings=list(layer.findings)),
                     layer.contents)
     kept = checked(packs(), sources, config, log, cached=cached)
@@ -90,9 +92,9 @@ def assemble(
         closure = closures.closure(name)
         dependencies = merge([pack for pack in kept if pack.name in closure])
         fat = write_compressed({**dependencies, **compress_entries(entries, config.compression_level)},
-                               scratch / f"{name}-fat.zip")
+                               scratch / zip_name(config.kind, name))
         written.append(fat)
-        checks.append(SizeCheck(f"{name}-fat.zip", fat.zipped, fat.unzipped))
+        checks.append(SizeCheck(fat.path.name, fat.zipped, fat.unzipped))
     return Zips(written, checks, largest(kept), PruneReport.total(p.pruned for p in kept),
                 audit_packs(kept, config.target), {p.name: p.contents for p in kept})
 

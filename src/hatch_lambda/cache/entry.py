@@ -5,9 +5,12 @@ An entry is a directory named by its key, ``<cache>/<kind>/<key[:2]>/<key>``:
 - **written** whole or not at all: filled in a temporary directory beside it,
   then published by one rename, under the entry's lock (``filelock``), so two
   builds sharing the cache do the work once;
-- **verified on read**: the reader says what a sound entry is (a digest that
-  matches, a key recorded inside), and an entry that fails is discarded (moved
-  aside, then removed) and made again;
+- **sealed**: one file of the entry (``sealed``) records the digests of the
+  rest, and an HMAC of it under a secret kept outside the cache is written
+  beside it (:mod:`.seal`), so an entry someone else wrote is never used;
+- **verified on read**: the seal, then what the reader says a sound entry is (a
+  digest that matches, a key recorded inside); an entry that fails is
+  discarded (moved aside, then removed) and made again;
 - **marked on use**, so ``hatch-lambda cache prune`` removes the least recently
   used first.
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from hatch_lambda.cache.seal import cache_secret, seal_holds, write_seal
 from hatch_lambda.cache.store import (
     atomic_dir,
     discard,
@@ -39,11 +43,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Entry:
-    """The entry ``key`` of ``kind`` in ``cache``."""
+    """The entry ``key`` of ``kind`` in ``cache``, whose file ``sealed`` records the digests of the rest."""
 
     cache: Path
     kind: str
     key: str
+    sealed: str
+
+    def _verified(self, path: Path, verify: Callable[[Path], T | None]) -> T | None:
+        if not seal_holds(path, cache_secret(self.cache), self.kind, self.key, self.sealed):
+            return None
+        return verify(path)
 
     @property
     def path(self) -> Path:
@@ -55,7 +65,7 @@ class Entry:
         path = self.path
         if not path.is_dir():
             return None
-        value = verify(path)
+        value = self._verified(path, verify)
         if value is None:
             if discard_damaged:
                 with locked(path):
@@ -69,6 +79,7 @@ class Entry:
         temporary = atomic_dir(self.path)
         try:
             fill(temporary)
+            write_seal(temporary, cache_secret(self.cache), self.kind, self.key, self.sealed)
             publish(temporary, self.path)
         except BaseException:
             discard(temporary)
@@ -86,13 +97,13 @@ class Entry:
         path = self.path
         with locked(path):
             if path.is_dir():
-                value = verify(path)  # another build may have made it meanwhile
+                value = self._verified(path, verify)  # another build may have made it meanwhile
                 if value is not None:
                     return value
                 on_damaged()
                 discard(path)
             self.write(make)
-            value = verify(path)
+            value = self._verified(path, verify)
         if value is None:
             raise OSError(f"the cache entry just written to {path} does not read back")
         return value

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,30 +27,75 @@ from pathlib import Path
 from filelock import FileLock
 
 import hatch_lambda
+from hatch_lambda.errors import LambdaBuildError
 
 # Bumped whenever the layout or meaning of a cached entry changes.
-FORMAT = 1
+FORMAT = 2
 # Kinds of entries that may be pruned: downloads, wheels built from sdists and git checkouts, packs, layers,
 # and metadata read through build backends. Every kind is sharded by its key's first two digits.
 KINDS = ("files", "built", "git", "packs", "layers", "metadata")
+#: An entry's key: hex digits (a sha256, a key_of), with a hex suffix for a built sdist's subdirectory.
+KEY = re.compile(r"^[0-9a-f]{64}(-[0-9a-f]{16})?$")
+
+
+#: The variable that names the cache directory.
+CACHE_ENV = "HATCH_LAMBDA_CACHE_DIR"
+_SET_IT = f"set {CACHE_ENV} to a directory you can write"
 
 
 def cache_dir() -> Path:
     """``$HATCH_LAMBDA_CACHE_DIR``, else the platform's user cache directory + ``hatch-lambda``.
 
     Linux and others: ``$XDG_CACHE_HOME`` or ``~/.cache``; macOS ``~/Library/Caches``;
-    Windows ``%LOCALAPPDATA%``.
+    Windows ``%LOCALAPPDATA%``. Without a home directory (``HOME`` unset and none in the
+    password database, or one that does not exist) and none of these set, an error says
+    to set ``HATCH_LAMBDA_CACHE_DIR``.
     """
-    explicit = os.environ.get("HATCH_LAMBDA_CACHE_DIR")
+    explicit = os.environ.get(CACHE_ENV)
     if explicit:
         return Path(explicit)
     if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
+        base = _home() / "Library" / "Caches"
     elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        base = Path(os.environ.get("LOCALAPPDATA") or _home() / "AppData" / "Local")
     else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        base = Path(os.environ.get("XDG_CACHE_HOME") or _home() / ".cache")
     return base / "hatch-lambda"
+
+
+def _home() -> Path:
+    """The user's home directory, which must exist: the default cache lives below it."""
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        raise LambdaBuildError(
+            "no cache directory: HOME is not set and the password database has no home directory for this user",
+            f"{_SET_IT}, or set HOME or XDG_CACHE_HOME",
+        ) from None
+    if not home.is_dir():
+        raise LambdaBuildError(
+            f"no cache directory: the home directory {home} (from HOME) does not exist",
+            f"{_SET_IT}, or set HOME or XDG_CACHE_HOME to a directory that exists",
+        )
+    return home
+
+
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, created if need be and proven writable, before a build relies on it."""
+    cache = cache_dir()
+    where = f"{cache} (from {CACHE_ENV})" if os.environ.get(CACHE_ENV) else str(cache)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe, name = tempfile.mkstemp(prefix=".probe-", dir=cache)
+        os.close(probe)
+        os.unlink(name)
+    except OSError as exc:
+        if cache.exists() and not cache.is_dir():
+            what = f"is a {'file' if cache.is_file() else 'device'}, not a directory"
+        else:
+            what = f"cannot be written ({exc.strerror or type(exc).__name__})"
+        raise LambdaBuildError(f"the cache directory {where} {what}", _SET_IT) from None
+    return cache
 
 
 def code_digest() -> str:
@@ -73,7 +119,19 @@ def key_of(parts: dict) -> str:
 
 
 def entry_dir(cache: Path, kind: str, key: str) -> Path:
+    """``<cache>/<kind>/<key[:2]>/<key>``; a key that is not hex (it may come from uv.lock) is an error."""
+    if kind not in KINDS or not KEY.match(key):
+        raise LambdaBuildError(
+            f"cache entry {kind}/{key!r} is not a hex digest, so it has no place in the cache {cache}",
+            "the digest comes from uv.lock, which was not written by uv: run `uv lock` again and review the change",
+        )
     return cache / kind / key[:2] / key
+
+
+def inside(directory: Path, path: Path) -> bool:
+    """Whether ``path`` is below ``directory``, links followed in both."""
+    resolved, root = path.resolve(), directory.resolve()
+    return resolved.is_relative_to(root) and resolved != root
 
 
 @contextmanager

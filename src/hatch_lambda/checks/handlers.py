@@ -216,7 +216,8 @@ def _module_files(module: str, python: str, machine: str) -> list[str]:
     """The files that can be ``module`` inside one sys.path entry."""
     path = module.replace(".", "/")
     tags = (f"cpython-{python.replace('.', '')}-{machine}-linux-gnu", "abi3")
-    return [f"{path}.py", f"{path}/__init__.py", *(f"{path}.{tag}.so" for tag in tags), f"{path}.so"]
+    return [f"{path}.py", f"{path}/__init__.py", *(f"{path}.{tag}.so" for tag in tags), f"{path}.so",
+            f"{path}.pyc", f"{path}/__init__.pyc"]  # the last two: sourceless (bytecode = "only")
 
 
 def _roots(job: HandlerJob, python: str) -> list[tuple[str, Path]]:
@@ -249,7 +250,7 @@ def _not_found(job: HandlerJob, target: Target) -> str:
     if found:
         return (f"module {module} is not where Lambda looks (the root of {job.code.name}): it is at {found[0]} "
                 f"in the zip; add sources = [\"{found[1]}\"] to functions.{job.function.name}")
-    top = sorted({name.split("/", 1)[0] for name in names})
+    top = sorted({name.split("/", 1)[0] for name in names} - {"__pycache__"})
     return (f"no module {module} in {job.code.name}" + (" or the layer" if job.layer else "")
             + f" (the zip's top level holds: {', '.join(top[:10])}{', ...' if len(top) > 10 else ''})")
 

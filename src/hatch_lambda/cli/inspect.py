@@ -35,7 +35,8 @@ class Row:
     unzipped: int = 0
     zipped: int = 0  # compressed bytes of its entries (0 for an unpacked tree)
     stripped_files: int = 0
-    stripped_bytes: int = 0
+    stripped_bytes: int = 0  # files removed and ELF symbols taken out
+    symbols_bytes: int = 0  # of which: ELF symbol tables and debug sections
 
 
 @dataclass
@@ -153,6 +154,7 @@ def _tally(artifact: Artifact, target: Target) -> _Tally:
         if dist in rows:
             rows[dist].stripped_files = info.stripped_files
             rows[dist].stripped_bytes = info.stripped_bytes
+            rows[dist].symbols_bytes = info.symbols_bytes
     report = ArtifactReport(
         artifact.path.name,
         artifact.kind,
@@ -167,6 +169,14 @@ def _mb(size: int) -> str:
     return f"{size / MB:8.2f} MB"
 
 
+def _stripped(row: Row) -> str:
+    """What stripping took from one distribution: bytes, files removed, symbols taken out of its ELF files."""
+    parts = [f"{row.stripped_files} files"] if row.stripped_files else []
+    if row.symbols_bytes:
+        parts.append(f"symbols {row.symbols_bytes / MB:.2f} MB")
+    return f"{_mb(row.stripped_bytes)} ({', '.join(parts)})" if parts else ""
+
+
 def render(report: ArtifactReport) -> str:
     data = report.as_dict()
     head = (f"{report.artifact} ({report.kind}) for {report.target.describe()}: {data['files']} files, "
@@ -176,7 +186,7 @@ def render(report: ArtifactReport) -> str:
     lines = [head, f"  {'distribution':<32} {'version':<12} {'files':>6} {'unzipped':>11} {'zipped':>11} "
                    f"{'stripped':>11}"]
     for row in report.rows:
-        stripped = f"{_mb(row.stripped_bytes)} ({row.stripped_files} files)" if row.stripped_files else ""
+        stripped = _stripped(row)
         lines.append(f"  {row.name:<32} {row.version:<12} {row.files:>6} {_mb(row.unzipped):>11} "
                      f"{_mb(row.zipped):>11} {stripped}")
     if report.overhead is not None:

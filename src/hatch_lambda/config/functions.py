@@ -18,7 +18,7 @@ from hatch_lambda.errors import LambdaBuildError
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 HANDLER = re.compile(rf"^(?P<module>{_IDENTIFIER}(?:[./]{_IDENTIFIER})*)\.(?P<attribute>{_IDENTIFIER})$")
 #: What Lambda accepts as a function name (letters, digits, hyphens, underscores; 64 at most).
-FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,13 @@ def read_functions(reader: TableReader, project_name: str) -> tuple[Function, ..
     out = []
     for name, options in sorted(table.items()):
         shown = name if len(name) <= 70 else name[:67] + "..."
-        if not FUNCTION_NAME.match(name) or name == "layer":
+        # fullmatch: "$" alone would let a name end in a newline.
+        if not FUNCTION_NAME.fullmatch(name) or name == "layer":
             raise LambdaBuildError(
                 f"function name {shown!r} in {reader.where('functions')} of pyproject.toml is not usable: "
                 + ("'layer' names the layer's zip" if name == "layer" else
-                   "Lambda takes 1 to 64 letters, digits, hyphens and underscores"),
+                   "Lambda takes 1 to 64 letters, digits, hyphens and underscores (so no path separator, "
+                   "NUL, dot or space), and it names the function's zip"),
                 "rename the function's table",
             )
         where = f"functions.{name} in {reader.where('functions')} of pyproject.toml"

@@ -81,6 +81,15 @@ class LambdaConfig:
     layout: Literal["python", "site-packages"] = option("python", 'or `"site-packages"` '
                                                                   "(`python/lib/python3.X/site-packages/`)")
     strip: bool = option(True, "`false` keeps every installed file")
+    bytecode: Literal["compile", "only", "off"] = option(
+        "compile", '`"compile"`: PEP 552 unchecked-hash `.pyc` files in `__pycache__` beside the sources, '
+                   'compiled by a CPython of the runtime\'s version, so a cold start does not compile them (with '
+                   'none found the default builds without and warns); `"only"`: sourceless `module.pyc` in place '
+                   'of each `module.py` (smaller; tracebacks show no source lines); `"off"`: no bytecode (see '
+                   '[Bytecode](bytecode.md))')
+    strip_symbols: bool = option(True, "take symbol tables and debug sections (`.symtab`, `.strtab`, `.debug*`, "
+                                       "`.comment`) out of every ELF shared object and executable whose layout allows "
+                                       "it safely; `false` (or `strip = false`) keeps them (see Symbols below)")
     compression_level: int = option(
         6, "deflate level 1–9 of every entry ([zlib-ng](https://github.com/pycompression/python-zlib-ng)); `9` gives "
            "about 2.5 % smaller zips and deflates about 3× slower", minimum=1, maximum=9)
@@ -106,6 +115,7 @@ class LambdaConfig:
                                                   '(gitignore-style patterns on the path in the zip), e.g. '
                                                   '`["app/certs/ca.pem"]`')
     exclude_is_default: bool = True  # False when the user wrote exclude-packages
+    bytecode_from: str | None = None  # the table that sets bytecode; None: the default
 
     @property
     def image_name(self) -> str:
@@ -254,7 +264,7 @@ def load_config(
             raise LambdaBuildError(f"{exc.problem} (from {where} of pyproject.toml)", exc.fix) from None
     values.update(python=python, arch=arch)
     return LambdaConfig(kind=kind, target=Target(python, arch), exclude_is_default="exclude-packages" not in own,
-                        **values)
+                        bytecode_from=reader.where("bytecode") if reader.has("bytecode") else None, **values)
 
 
 def _shown(field_: dataclasses.Field) -> str:

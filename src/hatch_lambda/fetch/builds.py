@@ -1,29 +1,36 @@
 """Wheels built from sources with pypa/build: workspace members, path and directory sources, sdists, git checkouts.
 
-Built on this machine; a wheel built from an sdist or a git checkout is accepted
+Built on this machine, by a CPython of the target's version when one is found
+(else by the one running the build); a wheel built from an sdist or a git checkout is accepted
 only when it is pure Python (a native one must be built in the Lambda image), and
 is cached (``built/<sdist sha256>``, ``git/<key>``) since its source never changes.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
-from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
+from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
+from hatch_lambda.cache.store import inside
 from hatch_lambda.context import Log
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.errors import LambdaBuildError, redact
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.nesting import nested_environment
+from hatch_lambda.runtime.interpreters import find_python
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,28 @@ def is_pure(wheel_name: str) -> bool:
     return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
 
 
-def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
-    """Build a regular (not editable) wheel from a source tree with pypa/build."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(source_dir)]
-    if shutil.which("uv"):
+def builder(python: str | None) -> tuple[list[str], str]:
+    """How a wheel is built, and the "X.Y" of the Python that builds it: with ``uv build`` by a CPython of the
+    target's version ``python`` when that is not the one running this build and both are found (see
+    :func:`~hatch_lambda.runtime.interpreters.find_python`), else with pypa/build by the one running it."""
+    running = "%d.%d" % sys.version_info[:2]
+    uv = shutil.which("uv")
+    if python is not None and python != running and uv:
+        found = find_python(python)
+        if found is not None:
+            return [uv, "build", "--wheel", "--python", found.executable, "--out-dir"], python
+    command = [sys.executable, "-m", "build", "--wheel", "--outdir"]
+    if uv:
         command[4:4] = ["--installer", "uv"]
-    log(f"building {label} into a wheel")
+    return command, running
+
+
+def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log, python: str | None = None) -> Path:
+    """Build a regular (not editable) wheel from a source tree, by a CPython of ``python`` when one is found."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start, version = builder(python)
+    command = [*start, str(out_dir), str(source_dir)]
+    log(redact(f"building {label} into a wheel" + (f" with python{version}" if python is not None else "")))
     # nested_environment(): the lambda build hook must not run again inside this build.
     result = subprocess.run(command, capture_output=True, text=True, env=nested_environment())
     if result.returncode != 0:
@@ -58,8 +80,29 @@ def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log) -> Path:
     return wheels[0]
 
 
-def unpack_sdist(path: Path, into: Path) -> Path:
+#: What reading a damaged archive raises: not an archive, a bad member (tarfile's data filter too), a cut stream.
+DAMAGED = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, gzip.BadGzipFile,
+           lzma.LZMAError, NotImplementedError)
+
+
+def unpack_sdist(path: Path, into: Path, dist: Distribution) -> Path:
     """Unpack an sdist (.tar.gz or .zip) safely; the directory holding pyproject/setup.py."""
+    try:
+        return _unpack_sdist(path, into)
+    except tarfile.FilterError as exc:  # a link or path leaving the archive's directory
+        raise LambdaBuildError(f"{dist.pin}: {path.name} holds an unsafe member: {exc}; refusing to unpack it",
+                               f"report it to the {dist.name} maintainers, or leave the package out with "
+                               "exclude-packages") from None
+    except DAMAGED as exc:
+        where = f"the file {dist.source}" if dist.source_kind == "path" else f"{dist.name}'s sdist"
+        raise LambdaBuildError(
+            f"{dist.pin}: {path.name} is not an sdist: it is not a readable .tar.gz or .zip archive "
+            f"({str(exc).splitlines()[0].rstrip(':') if str(exc) else type(exc).__name__})",
+            f"replace {where} with a real sdist and run `uv lock`, or leave the package out with exclude-packages",
+        ) from None
+
+
+def _unpack_sdist(path: Path, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
@@ -74,28 +117,46 @@ def unpack_sdist(path: Path, into: Path) -> Path:
     return children[0] if len(children) == 1 else into
 
 
-def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: Log) -> Wheel:
-    """Build ``dist`` on this machine; accepted only if the result is pure Python."""
+def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: Log,
+               python: str | None = None) -> Wheel:
+    """Build ``dist`` on this machine (by a CPython of the target's ``python`` when one is found); accepted only
+    if the result is pure Python."""
     if dist.is_local:
-        wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log)
+        wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log,
+                            python)
         return Wheel(dist, wheel, f"built from {dist.source}")
-    # An sdist: built once per digest (and subdirectory) and cached, since the sdist never changes.
+    # An sdist: built once per digest (and subdirectory) and Python that builds it, and cached, since the sdist
+    # never changes.
     sub = dist.subdirectory
-    suffix = f"-{hashlib.sha256(sub.encode()).hexdigest()[:16]}" if sub else ""
-    entry = Entry(cache, "built", dist.sha256 + suffix)
+    variant = hashlib.sha256(f"{sub or ''}\0python{builder(python)[1]}".encode()).hexdigest()[:16]
+    entry = Entry(cache, "built", f"{dist.sha256}-{variant}", WHEEL_META)
     cached = entry.read(read_wheel)
     if cached is None:
-        tree = unpack_sdist(source, work / "sdists" / dist.name)
+        unpacked = unpack_sdist(source, work / "sdists" / dist.name, dist)
+        tree = unpacked
         if sub:
-            tree = tree / sub
-            if ".." in PurePosixPath(sub).parts or not tree.is_dir():
+            tree = unpacked / sub
+            if not inside(unpacked, tree) or not tree.is_dir():
                 raise LambdaBuildError(f"{dist.pin}: {source.name} has no directory {sub!r} (the lock's subdirectory)",
                                        "run `uv lock`")
-        built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log)
+        built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log, python)
         _refuse_native(dist, built)
+        _refuse_other(dist, built, source)
         cached = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
     _refuse_native(dist, cached)
+    _refuse_other(dist, cached, source)
     return Wheel(dist, cached, "sdist built on host")
+
+
+def _refuse_other(dist: Distribution, wheel: Path, source: Path) -> None:
+    """A wheel built from an sdist must be the distribution the lock names (its archive may have any name)."""
+    name, version, _, _ = parse_wheel_filename(wheel.name)
+    if canonicalize_name(name) != dist.name or (dist.version and version != Version(dist.version)):
+        raise LambdaBuildError(
+            f"{dist.pin}: building {source.name} gave {wheel.name}, which is {name} {version}, "
+            f"not {dist.name} {dist.version}".rstrip(),
+            "the file is not the release uv.lock names: run `uv lock` again and review the change",
+        )
 
 
 def _refuse_native(dist: Distribution, wheel: Path) -> None:

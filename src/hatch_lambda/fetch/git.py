@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-from hatch_lambda.cache.entry import Entry, read_wheel, store_wheel
-from hatch_lambda.cache.store import (
-    key_of,
-)
+from hatch_lambda.cache.entry import WHEEL_META, Entry, read_wheel, store_wheel
+from hatch_lambda.cache.store import inside, key_of
 from hatch_lambda.context import Log
-from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.errors import LambdaBuildError, redact
 
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 GIT_TIMEOUT = 600
@@ -41,7 +39,7 @@ class GitSource:
 
     @property
     def label(self) -> str:
-        where = self.url + (f" ({self.subdirectory})" if self.subdirectory else "")
+        where = redact(self.url) + (f" ({self.subdirectory})" if self.subdirectory else "")  # shown in logs
         return f"{where} at {self.commit[:12]}" + (f" ({self.ref})" if self.ref else "")
 
 
@@ -114,6 +112,12 @@ def checkout(source: GitSource, directory: Path, name: str) -> Path:
             f"{name}` and review the change",
         )
     tree = directory / source.subdirectory if source.subdirectory else directory
+    if source.subdirectory and not inside(directory, tree):
+        raise LambdaBuildError(
+            f"{name}: {source.label}: the subdirectory {source.subdirectory!r} leads outside the checkout "
+            "(through a link in the repository)",
+            "depend on a release of the package instead, or point the subdirectory at a real directory",
+        )
     if not (tree / "pyproject.toml").is_file() and not (tree / "setup.py").is_file():
         raise LambdaBuildError(
             f"{name}: {source.label} has no pyproject.toml or setup.py"
@@ -142,4 +146,4 @@ def built_wheel(
             shutil.rmtree(scratch, ignore_errors=True)
 
     work.mkdir(parents=True, exist_ok=True)
-    return Entry(cache, "git", git_key(source)).get(read_wheel, make)
+    return Entry(cache, "git", git_key(source), WHEEL_META).get(read_wheel, make)

@@ -84,7 +84,7 @@ def auto_sdists(
         wheels, failed, reasons = [], [], []
         for dist in sdists:
             try:
-                wheels.append(host_build(dist, downloads[dist.name], work, cache, log))
+                wheels.append(host_build(dist, downloads[dist.name], work, cache, log, config.target.python))
             except LambdaBuildError as exc:  # not pure Python, or the build itself failed
                 failed.append(dist)
                 reasons.append(exc.problem.replace("\n", "\n    "))
@@ -107,7 +107,7 @@ def sdist_wheels(config: LambdaConfig, sdists: list[Distribution], downloads: di
     """sdists into wheels: in the image for ``docker``; for ``auto`` there when Docker is reachable, else on the
     host (pure Python only); on the host for ``wheels``."""
     if config.installer == "wheels":
-        return [host_build(dist, downloads[dist.name], work, cache, log) for dist in sdists]
+        return [host_build(dist, downloads[dist.name], work, cache, log, config.target.python) for dist in sdists]
     if config.installer == "auto":
         return auto_sdists(config, sdists, downloads, work, cache, log)
     with engine_with_image(connect(), config.image_name, config.target.docker_platform, log) as client:

@@ -100,7 +100,7 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     tool_uv = pyproject.get("tool", {}).get("uv", {}) if isinstance(pyproject.get("tool"), dict) else {}
     files = _cache_files(directory, tool_uv if isinstance(tool_uv, dict) else {})
     key = _key(directory, files)
-    entry = Entry(cache, "metadata", key)
+    entry = Entry(cache, "metadata", key, METADATA)
 
     def read(path: Path) -> SourceMetadata | None:
         try:

@@ -140,9 +140,18 @@ def find_lock(project_dir: Path) -> Path:
     )
 
 
+def too_deep(path: Path) -> LambdaBuildError:
+    """The error for a TOML file nested deeper than a parser can follow (arrays in arrays in ...)."""
+    fix = REGENERATE if path.name == "uv.lock" else f"write the nested arrays or inline tables of {path.name} flatter"
+    return LambdaBuildError(f"{path}: TOML nested too deeply to read (arrays or inline tables inside each other "
+                            f"hundreds of levels deep)", fix)
+
+
 def read_toml(path: Path) -> dict:
     try:
         return tomli.loads(path.read_text(encoding="utf-8"))
+    except (RecursionError, MemoryError):
+        raise too_deep(path) from None
     except FileNotFoundError:
         raise LambdaBuildError(f"{path} does not exist") from None
     except UnicodeDecodeError as exc:
@@ -182,6 +191,8 @@ def _loads(text: str, path: Path, first_line: int = 0) -> dict:
     """``tomli.loads``, a syntax error naming the line in the whole file."""
     try:
         return tomli.loads(text)
+    except (RecursionError, MemoryError):
+        raise too_deep(path) from None
     except tomli.TOMLDecodeError as exc:
         message = LINE.sub(lambda m: f"at line {int(m.group(1)) + first_line}", str(exc))
         raise LambdaBuildError(f"{path}: TOML syntax error: {message}", REGENERATE) from None

@@ -3,7 +3,8 @@
 Only the tables and keys hatch-lambda reads are checked, and only for their
 types (a missing optional key is fine, an unknown key is ignored, as newer uv
 releases add some). A wrong type names the place in the lock, e.g.
-``package[3].wheels[0].url must be a string, not 3``.
+``package[3].wheels[0].url must be a string, not 3``. Each package's strings
+that become paths are checked next, by :mod:`.trust`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.lockfile.trust import check_package
 
 
 @dataclass(frozen=True)
@@ -125,5 +127,8 @@ def check_shape(data: dict, path: Path) -> None:
 
 
 def check_package_shape(entry: object, index: int, path: Path) -> None:
-    """The same check for one ``[[package]]`` table, read on its own (see :mod:`.file`)."""
+    """The same check for one ``[[package]]`` table, read on its own (see :mod:`.file`); then the strings
+    in it that become paths and names (:mod:`.trust`)."""
     _check(entry, PACKAGE, f"package[{index}]", path)
+    assert isinstance(entry, dict)
+    check_package(entry, index, path)

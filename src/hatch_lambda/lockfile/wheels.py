@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -21,6 +20,7 @@ from packaging.utils import (
 
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.file import Lock, may_fit
+from hatch_lambda.lockfile.trust import file_name, file_table
 from hatch_lambda.runtime.runtimes import RUNTIMES
 from hatch_lambda.runtime.target import Target, allowed_runtimes
 
@@ -43,28 +43,19 @@ class LockedFile:
 
 
 def _filename(file: dict) -> str:
-    if "filename" in file:
-        return file["filename"]
-    location = file.get("url") or file.get("path") or ""
-    return unquote(urlsplit(location).path.rsplit("/", 1)[-1])
+    return file_name(file)
 
 
 def _sha256(file: dict) -> str | None:
+    """The hex sha256 of a file (lowercase, as the cache names it); its form was checked when the lock was read."""
     digest = file.get("hash")
     if digest and digest.startswith("sha256:"):
-        return digest.removeprefix("sha256:")
+        return digest.removeprefix("sha256:").lower()
     return None
 
 
 def _locked_file(kind: str, file: dict, tag: str | None = None, source: dict | None = None) -> LockedFile:
-    # For a url or path source uv writes the file without a location (an sdist
-    # as just ``{ hash = ... }``, a wheel as ``{ filename, hash }``): the file
-    # is the source itself.
-    if source and not file.get("url") and not file.get("path"):
-        if "url" in source:
-            file = {**file, "url": source["url"]}
-        elif "path" in source:
-            file = {**file, "path": source["path"]}
+    file = file_table(file, source)
     return LockedFile(
         kind=kind,
         filename=_filename(file),

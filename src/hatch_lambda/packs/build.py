@@ -15,14 +15,16 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hatch_lambda.cache.entry import Entry
 from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
+from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.fetch.files import fetch_one, progress_for
 from hatch_lambda.packs.pack import INDEX, Pack, PackSpec, load, pack_from_tree, pack_from_wheel, write
 from hatch_lambda.packs.sources import PackSource
@@ -49,6 +51,7 @@ def packs_for(
     lock_dir: Path,
     *,
     image: ImageInstall | None = None,
+    credentials: Credentials | None = None,
 ) -> list[Pack]:
     """Every source's pack, in the sources' order: read from the build's store, or built and stored there.
 
@@ -57,53 +60,97 @@ def packs_for(
     """
     store_dir, cache, work, log = ctx.store, ctx.cache, ctx.work / "packs", ctx.log
     workers = os.cpu_count() or 1
-    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key).path / INDEX).is_file()]
+    missing = [s for s in sources if not (Entry(store_dir, "packs", s.key, INDEX).path / INDEX).is_file()]
     installed: dict[str, Installed] = {}
     if image is not None and missing:
-        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir)) for s in missing]
+        wheels = [(s, s.wheel or fetch_one(s.dist, cache, lock_dir, credentials=credentials)) for s in missing]
         installed = image(wheels)
-    processes = None
-    if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
-        # Forked (no re-import of the caller's main module, as spawn would do), and all at once
-        # now, before any thread of this build starts.
-        context = multiprocessing.get_context("fork")
-        processes = ProcessPoolExecutor(max_workers=min(workers, len(missing)), mp_context=context,
-                                        initializer=die_with_parent, initargs=(os.getpid(),))
-        processes.submit(int).result()
     # Larger wheels first, so the two longest jobs do not end up last.
     order = sorted(sources, key=lambda s: -((s.dist.file.size or 0) if s.dist.file else 0))
     progress = progress_for([s.dist for s in missing if s.wheel is None and s.dist.name not in installed], cache)
+    pools: list[ProcessPoolExecutor] = []  # the worker processes, once forked
+
+    def one(source: PackSource) -> Pack:
+        entry = Entry(store_dir, "packs", source.key, INDEX)
+        built: list[bool] = []
+
+        def make(temporary: Path) -> None:
+            made = installed.get(source.dist.name) or source.wheel or fetch_one(
+                source.dist, cache, lock_dir, progress=progress, credentials=credentials)
+            job = (spec, source, temporary, work, made)
+            failure = pools[0].submit(build_into, *job).result() if pools else build_into(*job)
+            if failure is not None:
+                raise LambdaBuildError(*failure)
+            built.append(True)
+
+        def damaged() -> None:
+            log(f"  cached pack of {source.dist.pin} failed its check; building it again")
+
+        try:
+            pack = entry.get(lambda path: load(path, source.key), make, damaged)
+        except OSError as exc:
+            raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
+                                   "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
+        return dataclasses.replace(pack, reused=False) if built else pack
+
+    jobs = ThreadPoolExecutor(max_workers=workers)  # its threads start with the first job, after the fork
+    futures: dict[str, Future[Pack]] = {}
     try:
-        with progress, ThreadPoolExecutor(max_workers=workers) as jobs:
-
-            def one(source: PackSource) -> Pack:
-                entry = Entry(store_dir, "packs", source.key)
-                built = []
-
-                def make(temporary: Path) -> None:
-                    made = installed.get(source.dist.name) or source.wheel or fetch_one(
-                        source.dist, cache, lock_dir, progress=progress)
-                    job = (spec, source, temporary, work, made)
-                    failure = build_into(*job) if processes is None else processes.submit(build_into, *job).result()
-                    if failure is not None:
-                        raise LambdaBuildError(*failure)
-                    built.append(True)
-
-                def damaged() -> None:
-                    log(f"  cached pack of {source.dist.pin} failed its check; building it again")
-
-                try:
-                    pack = entry.get(lambda path: load(path, source.key), make, damaged)
-                except OSError as exc:
-                    raise LambdaBuildError(f"{source.dist.pin}: the pack just stored cannot be read back ({exc})",
-                                           "check the disk holding the cache (HATCH_LAMBDA_CACHE_DIR)") from None
-                return dataclasses.replace(pack, reused=False) if built else pack
-
+        if workers > 1 and len(missing) > 1 and sys.platform.startswith("linux"):
+            fork_workers(pools, min(workers, len(missing)))
+        with progress:
             futures = {s.key: jobs.submit(one, s) for s in order}
             return [futures[s.key].result() for s in sources]
+    except BaseException:
+        # Ctrl-C or a refusal: nothing more starts, and the workers end now (they ignore SIGINT);
+        # every thread is done before the caller removes the scratch directory they write in.
+        for future in futures.values():
+            future.cancel()
+        for pool in pools:
+            stop_workers(pool)
+        raise
     finally:
-        if processes is not None:
-            processes.shutdown(cancel_futures=True)
+        jobs.shutdown(wait=True, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(cancel_futures=True)
+
+
+def fork_workers(pools: list[ProcessPoolExecutor], count: int) -> None:
+    """Fork ``count`` pack workers, all at once now, into ``pools`` (as soon as it exists, so that an
+    interrupt halfway still finds it to stop).
+
+    Forked, so the caller's main module is not imported again as spawn would do. SIGINT is blocked
+    while they are forked and ignored in them: a terminal's Ctrl-C reaches the whole process group,
+    and only the build decides what it means.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=partial(start_worker, os.getpid(), blocked))
+        pools.append(pool)
+        pool.submit(int).result()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def stop_workers(processes: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now, whatever they are doing (``terminate_workers`` from Python 3.14)."""
+    terminate = getattr(processes, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    workers = list(getattr(processes, "_processes", {}).values())
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(timeout=10)
+
+
+def start_worker(parent: int, mask: Iterable[int]) -> None:
+    """A forked pack worker: it ignores SIGINT (the build decides), and ends when its build ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set(mask) - {signal.SIGINT})
+    die_with_parent(parent)
 
 
 def die_with_parent(parent: int) -> None:

@@ -4,6 +4,8 @@
   large member with a compression ratio no real file has, is a zip bomb;
 - its RECORD: every member listed, with the right sha256 and size (pypa/installer
   checks it); a wheel whose RECORD lies was altered after it was built;
+- its archive: a file that is not a readable zip (or whose members are damaged)
+  is not a wheel, and a ``.data`` directory may only hold the schemes installers know;
 - across wheels: two distributions installing the same path with different
   contents would silently overwrite each other.
 """
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +28,10 @@ MAX_UNPACKED_BYTES = 250 * 2**20
 #: A member this large that shrank more than MAX_RATIO times in the zip is not a real file.
 RATIO_CHECK_BYTES = 2**20
 MAX_RATIO = 250
+#: What a wheel's ``<name>-<version>.data/`` directory may hold (the wheel spec's install schemes).
+SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
+#: What reading a damaged zip raises: no zip at all, a bad CRC, a truncated or garbled deflate stream.
+DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError)
 
 
 def _refuse(dist: Distribution, path: Path, what: str) -> LambdaBuildError:
@@ -48,6 +55,29 @@ def declared_size_problem(infos: Iterable[zipfile.ZipInfo], limit: int = MAX_UNP
             return (f"holds {info.filename!r}, compressed {ratio:.0f}:1 "
                     f"({info.file_size} bytes from {info.compress_size}), a zip bomb")
     return None
+
+
+def not_a_wheel(dist: Distribution, path: Path, exc: BaseException) -> LambdaBuildError:
+    """The error for a file named like a wheel that is not a readable zip archive."""
+    where = f"the file {dist.source}" if dist.source_kind == "path" else f"{dist.name}'s file"
+    return LambdaBuildError(
+        f"{dist.pin}: {path.name} is not a wheel: it is not a readable zip archive ({str(exc) or type(exc).__name__}); "
+        "refusing to install it",
+        f"replace {where} with a real wheel and run `uv lock`, or leave the package out with exclude-packages",
+    )
+
+
+def check_schemes(source: WheelFile, path: Path, dist: Distribution) -> None:
+    """Refuse a wheel whose ``.data`` directory holds a scheme no installer knows (pypa/installer would fail)."""
+    data_dir = f"{source.data_dir}/"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    for name in names:
+        if name.startswith(data_dir) and not name.endswith("/"):
+            scheme = name[len(data_dir):].partition("/")[0]
+            if scheme not in SCHEMES:
+                raise _refuse(dist, path, f"puts {name!r} in the scheme {scheme!r} of its .data directory, "
+                                          f"which no installer knows (only {', '.join(SCHEMES)})")
 
 
 def check_declared_sizes(path: Path, dist: Distribution, limit: int = MAX_UNPACKED_BYTES) -> None:

@@ -48,7 +48,8 @@ class DistributionContents(Json):
     top_level: list[str] = field(default_factory=list)  # names directly under site-packages
     modules: list[str] = field(default_factory=list)  # importable top-level modules among them
     stripped_files: int = 0
-    stripped_bytes: int = 0
+    stripped_bytes: int = 0  # files removed, and the symbols taken out of ELF files
+    symbols_bytes: int = 0  # of which: ELF symbol tables and debug sections
 
 
 def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> dict[str, DistributionContents]:
@@ -66,8 +67,9 @@ def contents(tree: StagedTree, pruned: PruneReport, sizes: dict[str, int]) -> di
         tops = sorted({path.split("/", 1)[0] for path in dist.files})
         modules = sorted({name for top in tops if (name := module_name(tree.root / top)) is not None})
         gone = removed.get(dist.name, [])
+        symbols = sum(size for path, size in pruned.symbols.items() if owner.get(path) == dist.name)
         out[dist.name] = DistributionContents(dist.version, tops, modules, len(gone),
-                                              sum(sizes.get(path, 0) for path in gone))
+                                              sum(sizes.get(path, 0) for path in gone) + symbols, symbols)
     return out
 
 
@@ -132,11 +134,11 @@ def module_name(entry: Path) -> str | None:
         if entry.name.endswith(NOT_PACKAGES) or not IDENTIFIER.match(entry.name) or entry.name == "__pycache__":
             return None
         if (entry / "__init__.py").is_file() or any(
-            name.endswith((".py", ".so")) for _, _, files in os.walk(entry) for name in files
+            name.endswith((".py", ".pyc", ".so")) for _, _, files in os.walk(entry) for name in files
         ):
             return entry.name  # a package, or a namespace package
         return None
-    if entry.suffix in (".py", ".so"):
+    if entry.suffix in (".py", ".pyc", ".so"):  # .pyc: sourceless (bytecode = "only")
         stem = entry.name.split(".", 1)[0]
         if IDENTIFIER.match(stem) and not stem.startswith("__"):
             return stem

@@ -11,7 +11,8 @@ packs (:mod:`hatch_lambda.assemble.zips`), by copying deflated bytes.
 
 Its key is everything that determines those bytes: the wheel's sha256 and file
 name, how it was installed (this machine, or which image), the target, the
-strip rules, the compression level, and hatch-lambda's version and code. A pack
+strip rules, the compression level, the bytecode mode and the exact version of
+the CPython that compiled it, and hatch-lambda's version and code. A pack
 is a cache entry (:mod:`hatch_lambda.cache.entry`): reading one checks the
 sha256 of its data and its key, and one that fails is discarded and built again.
 """
@@ -32,16 +33,18 @@ from hatch_lambda.cache.store import key_of
 from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.packs.bytecode import compile_tree
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
 from hatch_lambda.packs.deflate import Compressed, compress, tree_entries
 from hatch_lambda.packs.elf import ElfInfo, elf_objects
-from hatch_lambda.packs.strip import PruneReport, prune
+from hatch_lambda.packs.strip import PruneReport, prune, strip_tree_symbols
 from hatch_lambda.packs.unpack import (
     StagedDistribution,
     StagedTree,
     check_wheel,
     unpack,
 )
+from hatch_lambda.runtime.interpreters import Compiler
 from hatch_lambda.runtime.target import Target
 
 INDEX = "index.json"
@@ -52,7 +55,8 @@ LIBRARY_NAME = re.compile(rb"[\w.+-]*\.so[\w.+-]*")
 
 @dataclass(frozen=True)
 class PackSpec:
-    """What decides a pack's bytes besides its wheel: the target, the strip rules, the deflate level."""
+    """What decides a pack's bytes besides its wheel: the target, the strip rules, the deflate level, and
+    the bytecode: its mode and the compiler (``bytecode`` is "off" without one)."""
 
     python: str
     arch: str
@@ -60,11 +64,22 @@ class PackSpec:
     strip_patterns: tuple[str, ...]
     keep_patterns: tuple[str, ...]
     level: int
+    strip_symbols: bool = True  # ELF symbol tables and debug sections out (only with strip)
+    bytecode: str = "off"
+    compiler: Compiler | None = None
 
     @classmethod
-    def of(cls, config: LambdaConfig) -> PackSpec:
+    def of(cls, config: LambdaConfig, compiler: Compiler | None = None) -> PackSpec:
+        """The spec of ``config``'s packs; their bytecode compiled by ``compiler`` (none: no bytecode)."""
+        mode = config.bytecode if compiler is not None else "off"
         return cls(config.target.python, config.target.arch, config.strip, config.strip_patterns,
-                   config.keep_patterns, config.compression_level)
+                   config.keep_patterns, config.compression_level, config.strip_symbols, mode,
+                   compiler if mode != "off" else None)
+
+    @property
+    def compiler_release(self) -> str:
+        """The exact version of the CPython that compiles the bytecode ("3.12.8"), or "" without bytecode."""
+        return self.compiler.release if self.compiler is not None else ""
 
     @property
     def target(self) -> Target:
@@ -98,9 +113,12 @@ def pack_key(spec: PackSpec, wheel_sha256: str, filename: str, installer: str = 
         "python": spec.python,
         "arch": spec.arch,
         "strip": spec.strip,
+        "strip-symbols": spec.strip and spec.strip_symbols,
         "strip-patterns": list(spec.strip_patterns),
         "keep-patterns": list(spec.keep_patterns),
         "level": spec.level,
+        "bytecode": spec.bytecode,
+        "compiler": spec.compiler_release,
     })
 
 
@@ -177,13 +195,19 @@ def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribut
     sizes = staged_sizes(tree)
     # Duplicate libraries are judged at assembly, across every distribution of the artifact.
     pruned = prune(root, strip=spec.strip, drop=spec.strip_patterns, keep=spec.keep_patterns)
+    if spec.strip and spec.strip_symbols:
+        # Before the ELF facts are read: the audit judges the files as they ship.
+        strip_tree_symbols(root, pruned, keep=spec.keep_patterns)
+    mentions = library_mentions(root)  # before "only" removes the sources
+    if spec.compiler is not None:
+        compile_tree(spec.compiler, root, spec.bytecode, spec.python)
     elf, _ = elf_objects(root)
     entries = tree_entries(root)
     deflated = list(pool.map(partial(compress, level=spec.level), [e.source for e in entries]))
     files = {e.name: c for e, c in zip(entries, deflated, strict=True)}
     described = contents(tree, pruned, sizes)[staged.name]
     return Pack(key, staged.name, staged.version, files, pruned, sum(c.size for c in files.values()), False,
-                record, tuple(elf), described, library_mentions(root), wheel)
+                record, tuple(elf), described, mentions, wheel)
 
 
 def pack_from_wheel(spec: PackSpec, dist: Distribution, key: str, wheel: Path, how: str,

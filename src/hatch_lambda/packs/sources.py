@@ -19,7 +19,9 @@ from pathlib import Path
 
 from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import BuildContext, Log
+from hatch_lambda.errors import redact
 from hatch_lambda.fetch.builds import Wheel, git_build, host_build
+from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.fetch.files import fetch_all, fetch_one
 from hatch_lambda.fetch.sdists import sdist_wheels
 from hatch_lambda.hashing import file_sha256
@@ -54,6 +56,7 @@ def lock_wheel(dist: Distribution) -> LockedFile | None:
 
 def pack_sources(
     config: LambdaConfig, spec: PackSpec, resolution: Resolution, ctx: BuildContext, *, image_id: str | None = None,
+    credentials: Credentials | None = None,
 ) -> list[PackSource]:
     """Every distribution's pack source, in name order; what must be built is built now."""
     cache, work, log = ctx.cache, ctx.work, ctx.log
@@ -70,21 +73,22 @@ def pack_sources(
             out[dist.name] = PackSource(dist, pack_key(spec, dist.sha256, file.filename, installer),
                                         "wheel", in_tree, dist.sha256)
     sources = [dist for dist in dists if dist.is_local or dist.source_kind == "git"]
-    built = [_local_wheel(dist, lock_dir, cache, work, log) for dist in sources]
+    built = [_local_wheel(dist, lock_dir, cache, work, log, config.target.python) for dist in sources]
     sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
     if sdists:
-        built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir), cache, work, log)
+        built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir, credentials=credentials), cache,
+                              work, log)
     for wheel in built:
         digest = file_sha256(wheel.path)
         out[wheel.dist.name] = PackSource(wheel.dist, pack_key(spec, digest, wheel.path.name, installer), wheel.how,
                                           wheel.path, digest)
-        log(f"  {wheel.dist.name} {wheel.dist.version}: {wheel.how}".rstrip())
+        log(redact(f"  {wheel.dist.name} {wheel.dist.version}: {wheel.how}".rstrip()))
     return [out[dist.name] for dist in dists]
 
 
-def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log) -> Wheel:
+def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log, python: str) -> Wheel:
     if dist.source_kind == "git":
         return git_build(dist, work, cache, log)
-    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log)
+    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log, python)
 
 

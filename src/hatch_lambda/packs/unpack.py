@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
+from installer.exceptions import InvalidWheelSource
 from installer.records import RecordEntry
 from installer.sources import WheelFile
 from installer.utils import Scheme
@@ -23,9 +24,12 @@ from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.packs.checks import (
+    DAMAGED,
     check_declared_sizes,
     check_record,
+    check_schemes,
     installed_paths,
+    not_a_wheel,
 )
 from hatch_lambda.runtime.target import Target
 
@@ -91,9 +95,17 @@ def unpack(wheel: Wheel, root: Path, target: Target, discard: Path) -> StagedDis
         script_kind="posix",
         overwrite_existing=True,
     )
-    with WheelFile.open(wheel.path) as source:
-        install(source, destination, additional_metadata={"INSTALLER": b"hatch-lambda\n"})
-        files = tuple(_installed_files(source, root))
+    try:
+        with WheelFile.open(wheel.path) as source:
+            install(source, destination, additional_metadata={"INSTALLER": b"hatch-lambda\n"})
+            files = tuple(_installed_files(source, root))
+    except DAMAGED as exc:  # check_wheel has read it whole: only a file changed since then gets here
+        raise not_a_wheel(wheel.dist, wheel.path, exc) from None
+    except InvalidWheelSource as exc:
+        raise LambdaBuildError(
+            f"{wheel.dist.pin}: {wheel.path.name} cannot be installed: {exc.args[-1] if exc.args else exc}",
+            f"report it to the {wheel.dist.name} maintainers, or leave the package out with exclude-packages",
+        ) from None
     return StagedDistribution(name=wheel.dist.name, version=wheel.dist.version, how=wheel.how, files=files)
 
 
@@ -105,8 +117,12 @@ def _installed_files(source: WheelFile, root: Path) -> Iterable[str]:
 
 def check_wheel(wheel: Wheel) -> dict[str, str]:
     """Every check a wheel passes before it is unpacked; the paths it installs -> RECORD hash."""
-    check_wheel_entries(wheel.path, wheel.dist)
-    check_declared_sizes(wheel.path, wheel.dist)
-    with WheelFile.open(wheel.path) as source:
-        check_record(source, wheel.path, wheel.dist)
-        return installed_paths(source)
+    try:
+        check_wheel_entries(wheel.path, wheel.dist)
+        check_declared_sizes(wheel.path, wheel.dist)
+        with WheelFile.open(wheel.path) as source:
+            check_schemes(source, wheel.path, wheel.dist)
+            check_record(source, wheel.path, wheel.dist)
+            return installed_paths(source)
+    except DAMAGED as exc:
+        raise not_a_wheel(wheel.dist, wheel.path, exc) from None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from hatch_lambda.assemble.manifest import MANIFEST, Manifest
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.lockfile.file import read_toml
+from hatch_lambda.lockfile.file import read_toml, too_deep
 from hatch_lambda.packs.deflate import Entry
-from hatch_lambda.pipeline import build
+from hatch_lambda.pipeline import InterruptedAfterPublishing, build
+from hatch_lambda.plugin.confine import confined
 from hatch_lambda.plugin.secrets import filter_secrets
+from hatch_lambda.scratch import output_directory
 
 
 class LambdaBuilderConfig(BuilderConfig):
@@ -59,11 +62,8 @@ class _LambdaBuilder(BuilderInterface):
     def build(self, **kwargs: Any) -> Generator[str, None, None]:
         # hatchling checks, then creates, the output directory: two builds started
         # at once (lambda-layer and lambda-fat) race there, so create it first.
-        directory = kwargs.get("directory")
-        if directory is None:
-            location = os.environ.get(BuildEnvVars.LOCATION)
-            directory = self.config.normalize_build_directory(location) if location else self.config.directory
-        os.makedirs(directory, exist_ok=True)
+        with self._reported():
+            output_directory(Path(self._output(kwargs)))
         # One "version" writes several zips; report each the way hatch reports a wheel.
         self._artifacts: list[str] = []
         # `hatch build -c` (clean) or HATCH_LAMBDA_NO_CACHE=1: build everything afresh, reading no cache.
@@ -71,14 +71,37 @@ class _LambdaBuilder(BuilderInterface):
         for _ in super().build(**kwargs):
             yield from self._artifacts
 
+    def _output(self, kwargs: dict[str, Any]) -> str:
+        """The output directory hatchling will use: ``-d``, else hatch's location variable, else the table's."""
+        directory = kwargs.get("directory")
+        if directory is not None:
+            return str(directory)
+        location = os.environ.get(BuildEnvVars.LOCATION)
+        try:
+            return self.config.normalize_build_directory(location) if location else self.config.directory
+        except (RecursionError, MemoryError):  # hatchling reads pyproject.toml here, with tomllib
+            raise too_deep(Path(self.root) / "pyproject.toml") from None
+
+    @contextmanager
+    def _reported(self) -> Iterator[None]:
+        """A LambdaBuildError becomes hatchling's one-message abort with exit status 2."""
+        try:
+            yield
+        except LambdaBuildError as exc:
+            self.app.abort(f"hatch-lambda: {exc}", code=2)
+            raise  # abort exits; this line only runs with a test double
+
     def clean(self, directory: str, versions: list[str]) -> None:
         """Remove the zips a previous build of this target wrote, and its manifest section."""
         document = Manifest.read(Path(directory))
         section = document.sections.pop(self.KIND, None)
         if section is None:
             return
+        # A file another target's section lists too (a clash an older version let through) is that target's.
+        others = {artifact.file for other in document.sections.values() for artifact in other.artifacts}
         for artifact in section.artifacts:
-            Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
+            if artifact.file not in others:
+                Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
         manifest = Path(directory, MANIFEST)
         if document.sections:
             document.write(manifest)
@@ -98,19 +121,22 @@ class _LambdaBuilder(BuilderInterface):
 
     def _build_standard(self, directory: str, **build_data: Any) -> str:
         try:
-            config = self.lambda_config()
-            output = build(
-                config,
-                Path(self.root),
-                Path(directory),
-                lambda function, where: self.function_code(function, config, where),
-                log=self.app.display_info,
-                warn=self.app.display_warning,
-                no_cache=getattr(self, "_no_cache", False),
-            )
-        except LambdaBuildError as exc:
-            self.app.abort(f"hatch-lambda: {exc}", code=2)
-            raise  # abort exits; this line only runs with a test double
+            with self._reported():
+                config = self.lambda_config()
+                output = build(
+                    config,
+                    Path(self.root),
+                    Path(directory),
+                    lambda function, where: self.function_code(function, config, where, Path(directory)),
+                    log=self.app.display_info,
+                    warn=self.app.display_warning,
+                    no_cache=getattr(self, "_no_cache", False),
+                    neighbours=self.neighbours(Path(directory)),
+                )
+        except InterruptedAfterPublishing as interrupted:
+            self.app.abort(f"hatch-lambda: interrupted once the new artifacts were in place; "
+                           f"{interrupted.output.manifest} describes them", code=130)
+            raise
         except KeyboardInterrupt:
             # The scratch directory is gone by now; nothing in the output directory was replaced.
             self.app.abort("hatch-lambda: interrupted; the previous artifacts are untouched", code=130)
@@ -119,15 +145,52 @@ class _LambdaBuilder(BuilderInterface):
         self.app.display_info(f"wrote {output.manifest}")
         return self._artifacts[0]
 
-    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None) -> list[Entry]:
-        """The function's files, without those that look like secrets (reported as left out)."""
-        picked = filter_secrets(self.function_files(function, directory), config.include_secrets)
+    def function_code(self, function: Function, config: LambdaConfig, directory: Path | None = None,
+                      output: Path | None = None) -> list[Entry]:
+        """The function's files, kept to the project and without the build output (``output`` and the
+        targets' directories) nor files that look like secrets (reported as left out)."""
+        roots = [Path(self.root)] + ([directory] if directory is not None else [])
+        outputs = self.output_directories() + ([output] if output is not None else [])
+        files = confined(self.function_files(function, directory), function.name, roots, outputs)
+        if not files:
+            raise LambdaBuildError(
+                f"function {function.name!r} selects no files in {directory or self.root} but build output",
+                f"check its packages/include under [tool.hatch.build.targets.{LAYER}.functions]",
+            )
+        picked = filter_secrets(files, config.include_secrets)
         for name in picked.left_out:
             self.app.display_warning(
                 f"hatch-lambda: left {name} out of function {function.name!r}: it looks like a secret "
                 f"(list it in include-secrets to ship it)"
             )
         return picked.kept
+
+    def neighbours(self, directory: Path) -> tuple[LambdaConfig, ...]:
+        """The config of the other target (lambda-fat for lambda-layer, and back) when pyproject.toml declares
+        its table and it writes into ``directory`` too: its own ``directory`` is the same, or this build's was
+        given for the build (``-d``, the build hook, ``hatch-lambda build``), where the other goes as well."""
+        other = LambdaFatBuilder if self.KIND == LAYER else LambdaLayerBuilder
+        if other.KIND not in self.build_config.get("targets", {}):
+            return ()
+        try:
+            builder = other(self.root, plugin_manager=self.plugin_manager, config=self.raw_config, app=self.app)
+            here, own = directory.resolve(), Path(self.config.directory).resolve()
+            if here == own and Path(builder.config.directory).resolve() != own:
+                return ()  # each target into a directory of its own
+            return (builder.lambda_config(),)
+        except (LambdaBuildError, TypeError, ValueError):  # a bad table: that target's own build says so
+            return ()
+
+    def output_directories(self) -> list[Path]:
+        """Where lambda-layer and lambda-fat write by default (their ``directory``), as configured."""
+        found = []
+        for builder in (LambdaLayerBuilder, LambdaFatBuilder):
+            try:
+                other = builder(self.root, plugin_manager=self.plugin_manager, config=self.raw_config, app=self.app)
+                found.append(Path(other.config.directory))
+            except (TypeError, ValueError):  # a bad directory: that target's own build says so
+                continue
+        return found
 
     def function_files(self, function: Function, directory: Path | None = None) -> list[Entry]:
         """The files hatch's wheel target would ship with this function's options.

@@ -3,8 +3,9 @@
 A function's code is selected the way hatch's wheel target selects files, so
 a stray ``.env``, a private key or a ``.git`` directory under a package would
 ship to Lambda. Names matching :data:`SECRET_PATTERNS` (gitignore-style, on the
-path inside the zip) are dropped and reported; ``include-secrets`` lists the
-files (gitignore-style patterns too) to ship on purpose.
+path inside the zip, ignoring case: ``SERVER.PEM`` is ``server.pem``) are
+dropped and reported; ``include-secrets`` lists the files (gitignore-style
+patterns too, ignoring case the same way) to ship on purpose.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from pathspec import GitIgnoreSpec
 
 from hatch_lambda.packs.deflate import Entry
 
+#: Lower case: names are matched folded to lower case. A pattern with a "/" inside is anchored
+#: where it starts, as in .gitignore, so those begin with "**/" to match in any directory.
 SECRET_PATTERNS = (
     ".env",
     ".env.*",
+    ".envrc",
     "*.pem",
     "*.key",
     "*.p12",
@@ -33,10 +37,18 @@ SECRET_PATTERNS = (
     ".netrc",
     ".pypirc",
     ".npmrc",
+    ".git-credentials",
+    ".pgpass",
+    ".htpasswd",
     ".aws/",
     ".ssh/",
+    ".gnupg/",
+    "**/.docker/config.json",
+    "**/.kube/config",
     "*.tfstate",
     "*.tfstate.*",
+    "*.tfvars",
+    "*.tfvars.json",
 )
 
 
@@ -47,12 +59,13 @@ class SecretFilter:
 
 
 def filter_secrets(entries: Iterable[Entry], include: Iterable[str] = ()) -> SecretFilter:
-    """Drop entries whose path looks like a secret, except those ``include`` matches."""
+    """Drop entries whose path looks like a secret, except those ``include`` matches (both ignoring case)."""
     secret = GitIgnoreSpec.from_lines(SECRET_PATTERNS)
-    allowed = GitIgnoreSpec.from_lines(list(include))
+    allowed = GitIgnoreSpec.from_lines([pattern.casefold() for pattern in include])
     kept, left_out = [], []
     for entry in entries:
-        if secret.match_file(entry.name) and not allowed.match_file(entry.name):
+        folded = entry.name.casefold()
+        if secret.match_file(folded) and not allowed.match_file(folded):
             left_out.append(entry.name)
         else:
             kept.append(entry)

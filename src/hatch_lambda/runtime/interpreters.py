@@ -1,4 +1,5 @@
-"""An interpreter of the Lambda runtime: this machine's CPython of its version and CPU, else the image's through Docker.
+"""An interpreter of the Lambda runtime: this machine's CPython of its version and CPU, else the image's through Docker;
+and the CPython that compiles bytecode for it (any CPU).
 
 The host's is started with ``-I -S`` (no site-packages of the host). In the
 image, the artifact is mounted read-only, without network, and the image's own
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,43 +40,108 @@ def lambda_sys_path(task: str, opt: str, python: str) -> list[str]:
     return [task, f"{opt}/python/lib/python{python}/site-packages", f"{opt}/python"]
 
 
-def _probe(executable: str, env: dict | None) -> tuple[str, str, str] | None:
-    """(sys.executable, "X.Y", machine) of an interpreter, or None if it does not run."""
+@dataclass(frozen=True)
+class Found:
+    """An interpreter that ran: where it is, its "X.Y", its exact release ("3.12.8") and its CPU."""
+
+    executable: str
+    python: str
+    release: str
+    machine: str
+
+
+PROBE = ("import sys, platform; print(sys.executable); print('%d.%d' % sys.version_info[:2]); "
+         "print(platform.python_version()); print(platform.machine()); print(sys.implementation.name)")
+
+
+def _probe(executable: str) -> Found | None:
+    """What a CPython is, or None if it does not run or is not CPython."""
     try:
-        result = subprocess.run(
-            [executable, "-I", "-S", "-c",
-             "import sys, platform; print(sys.executable); print('%d.%d' % sys.version_info[:2]); "
-             "print(platform.machine())"],
-            capture_output=True, text=True, env=env, timeout=60,
-        )
+        result = subprocess.run([executable, "-I", "-S", "-c", PROBE], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = result.stdout.split()
-    return (lines[0], lines[1], lines[2]) if result.returncode == 0 and len(lines) == 3 else None
+    if result.returncode != 0 or len(lines) != 5 or lines[4] != "cpython":
+        return None
+    return Found(lines[0], lines[1], lines[2], lines[3])
+
+
+def pyenv_root() -> Path:
+    """Where pyenv keeps its Pythons: ``PYENV_ROOT``, else what ``pyenv root`` says, else ``~/.pyenv``."""
+    if os.environ.get("PYENV_ROOT"):
+        return Path(os.environ["PYENV_ROOT"])
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        listed = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=60)
+        if listed.returncode == 0 and listed.stdout.strip():
+            return Path(listed.stdout.strip())
+    return Path.home() / ".pyenv"
+
+
+def _uv(*args: str) -> str | None:
+    """What ``uv ARGS`` prints (stripped), or None without uv or when it fails."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return None
+    try:
+        result = subprocess.run([uv, *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+def _installed(version: str) -> Iterator[str]:
+    """``pythonX.Y`` on PATH, in uv's managed Pythons, under pyenv's versions (newest first)."""
+    found = shutil.which(f"python{version}")
+    if found:
+        yield found
+    roots = [Path(managed)] if (managed := _uv("python", "dir")) else []
+    roots.append(Path.home() / ".local" / "share" / "uv" / "python")
+    for root in roots:
+        yield from _newest(root.glob(f"cpython-{version}*/bin/python{version}"))
+    yield from _newest((pyenv_root() / "versions").glob(f"{version}*/bin/python{version}"))
+
+
+def _newest(paths: Iterator[Path]) -> list[str]:
+    """Interpreters in installation directories named after their release, newest release first."""
+
+    def release(path: Path) -> tuple[int, ...]:
+        found = re.search(r"(\d+)\.(\d+)\.(\d+)", path.parents[1].name)
+        return tuple(int(part) for part in found.groups()) if found else ()
+
+    return [str(path) for path in sorted(paths, key=release, reverse=True)]
+
+
+def find_python(version: str, machine: str | None = None) -> Found | None:
+    """A CPython ``version`` of this machine (for ``machine``'s CPU when given), in this order: the
+    interpreter running the build, ``pythonX.Y`` on PATH, uv's managed Pythons, pyenv's versions, and
+    what ``uv python find X.Y`` finds."""
+    if machine is not None and platform.machine() != machine:
+        return None
+
+    def candidates() -> Iterator[str]:
+        if "%d.%d" % sys.version_info[:2] == version:
+            yield sys.executable
+        yield from _installed(version)
+        found = _uv("python", "find", "--no-project", version)
+        if found:
+            yield found
+
+    seen: set[str] = set()
+    for executable in candidates():
+        if executable in seen:
+            continue
+        seen.add(executable)
+        probed = _probe(executable)
+        if probed and probed.python == version and (machine is None or probed.machine == machine):
+            return probed
+    return None
 
 
 def host_python(version: str, machine: str | None = None) -> str | None:
-    """This machine's CPython ``version`` (pyenv versions included), if its CPU is ``machine``."""
-    if machine is not None and platform.machine() != machine:
-        return None
-    candidates: list[tuple[str, dict | None]] = []
-    found = shutil.which(f"python{version}")
-    if found:
-        candidates.append((found, None))
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        listed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True)
-        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
-        for line in listed.stdout.split():
-            if line == version or line.startswith(f"{version}."):
-                if found:
-                    candidates.append((found, {**os.environ, "PYENV_VERSION": line}))
-                candidates.append((str(Path(root, "versions", line, "bin", f"python{version}")), None))
-    for executable, env in candidates:
-        probed = _probe(executable, env)
-        if probed and probed[1] == version and (machine is None or probed[2] == machine):
-            return probed[0]
-    return None
+    """This machine's CPython ``version`` (see :func:`find_python`), if its CPU is ``machine``."""
+    found = find_python(version, machine)
+    return found.executable if found else None
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -199,3 +268,48 @@ def interpreter(target: Target, *, runner: str = "auto", image: str | None = Non
         yield ImagePython(client, image, target)
     finally:
         client.close()
+
+
+@dataclass(frozen=True)
+class Compiler:
+    """A CPython of the runtime's version that compiles bytecode (any CPU will do): this machine's, or the
+    Lambda image's through Docker. ``release`` is its exact version ("3.12.8"), part of every pack key."""
+
+    release: str
+    executable: str = ""  # this machine's interpreter
+    image: str = ""  # else the image whose python compiles, through Docker
+    platform: str = ""  # the image's platform
+
+    @property
+    def description(self) -> str:
+        where = self.executable if self.executable else f"in {self.image}"
+        return f"CPython {self.release} ({where})"
+
+
+def find_compiler(target: Target, *, image: str | None = None, log: Log = print) -> Compiler | None:
+    """A CPython of ``target``'s version to compile bytecode: this machine's (see :func:`find_python`),
+    else, when ``image`` is given (the installer may use Docker) and Docker is reachable, the image's."""
+    found = find_python(target.python)
+    if found is not None:
+        return Compiler(found.release, executable=found.executable)
+    if image is None:
+        return None
+    try:
+        client = connect()
+    except LambdaBuildError:
+        return None
+    try:
+        ensure_image(client, image, target.docker_platform, log)
+        output = client.containers.run(
+            image, command=["-I", "-S", "-c", "import platform; print(platform.python_version())"],
+            entrypoint=[f"/var/lang/bin/python{target.python}"], network_disabled=True, remove=True,
+            platform=target.docker_platform, stdout=True, stderr=False,
+        )
+    except Exception:  # noqa: BLE001 - the SDK raises several unrelated types; no compiler then
+        return None
+    finally:
+        client.close()
+    release = output.decode("utf-8", "replace").strip() if isinstance(output, bytes) else ""
+    if not re.fullmatch(rf"{re.escape(target.python)}\.\d+\S*", release):
+        return None
+    return Compiler(release, image=image, platform=target.docker_platform)
