@@ -399,7 +399,8 @@ def test_the_output_directories_are_never_function_code(tiny, cache):
     stale.mkdir()
     (stale / "half.py").write_text("")
     first = hatchling_build(tiny, LAYER, cache=cache)
-    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock"}
+    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock",
+                "app/__pycache__/__init__.cpython-311.pyc", "app/__pycache__/handler.cpython-311.pyc"}
     assert zip_files(tiny / "build" / "zips" / "app.zip") == expected
     built = digests(tiny / "build" / "zips")
     again = hatchling_build(tiny, LAYER, cache=cache)
