@@ -10,6 +10,7 @@ in a subprocess whose PATH and pyenv root hold only what the test puts there.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -306,4 +307,6 @@ def test_an_sdist_is_built_by_a_cpython_of_the_target_version(tmp_path, cache):
     assert f"building verdep==1.0 (sdist) into a wheel with python{other}" in build.output
     with zipfile.ZipFile(build.out("layer.zip")) as layer:
         assert layer.read("python/verdep/__init__.py") == f"BUILT_BY = {other!r}\n".encode()
-    assert list(cache.glob(f"built/*/*-py{other}/verdep-1.0-py{other.replace('.', '')}-none-any.whl"))
+    # cached under the sdist's digest and a digest naming the Python that built it
+    variant = hashlib.sha256(f"\0python{other}".encode()).hexdigest()[:16]
+    assert list(cache.glob(f"built/*/*-{variant}/verdep-1.0-py{other.replace('.', '')}-none-any.whl"))

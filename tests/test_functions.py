@@ -303,7 +303,9 @@ def tiny(tmp_path, cache):
 
     project = local_project(tmp_path / "tiny", "app", {})
     build = hatchling_build(project, LAYER, cache=cache)
-    assert zip_files(build.out("app.zip")) == {"app/__init__.py", "app/handler.py"}
+    assert zip_files(build.out("app.zip")) == {"app/__init__.py", "app/handler.py",
+                                               "app/__pycache__/__init__.cpython-311.pyc",
+                                               "app/__pycache__/handler.cpython-311.pyc"}
     return project
 
 
