@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hatch_lambda.checks.importtime import parse_importtime
 from hatch_lambda.fetch.files import fetch_one
 from hatch_lambda.lockfile.resolve import resolve
 from hatch_lambda.packs.contents import top_level_modules
@@ -162,6 +163,44 @@ def test_verify_imports_every_top_level_module(built):
     assert modules == {"layer.zip": ["_yaml", "markupsafe", "orjson", "yaml"],
                        "native-app-fat.zip": ["_yaml", "markupsafe", "native_app", "orjson", "yaml"]}
     assert all(r["failures"] == {} and r["interpreter"].startswith("python3.11 (") for r in data["results"])
+
+
+@pytest.mark.network
+def test_verify_importtime_profiles_a_cold_start_of_the_real_layer(built):
+    if host_python("3.11", "x86_64") is None:
+        pytest.skip("no python3.11 for x86_64 on this machine")
+    result = run_cli("verify", built / "layer.zip", "--importtime", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (layer,) = json.loads(result.stdout)["results"]
+    profile = layer["importtime"]
+    slowest = profile["slowest"]
+    assert 0 < len(slowest) <= 15 and profile["imports"] >= len(slowest)
+    names = [item["module"] for item in slowest]
+    assert "yaml" in names and any(name.startswith("orjson") for name in names)  # the layer's own packages
+    cumulative = [item["cumulative_us"] for item in slowest]
+    assert cumulative == sorted(cumulative, reverse=True)
+    assert all(item["cumulative_us"] >= item["self_us"] >= 0 for item in slowest)
+    assert profile["total_us"] >= max(cumulative) > 0  # the outermost imports hold every other one
+    assert "encodings" not in names  # the interpreter's own start-up is not counted
+
+    table = run_cli("verify", built / "layer.zip", "--importtime")
+    assert table.returncode == 0, table.stdout + table.stderr
+    lines = table.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if "importing every top-level module took" in line)
+    assert "the 15 slowest, cumulative" in lines[head]
+    rows = lines[head + 1:head + 16]
+    assert rows and all(row.startswith("  ") and row.rstrip().endswith("ms") for row in rows)
+
+
+def test_importtime_lines_are_parsed_with_their_nesting():
+    lines = ["import time: self [us] | cumulative | imported package",
+             "import time:       120 |        120 |     _yaml",
+             "import time:       300 |        420 |   yaml",
+             "import time:        50 |         50 | orjson",
+             "not a line of -X importtime"]
+    imports = parse_importtime(lines)
+    assert [(i.module, i.self_us, i.cumulative_us, i.depth) for i in imports] == [
+        ("_yaml", 120, 120, 2), ("yaml", 300, 420, 1), ("orjson", 50, 50, 0)]
 
 
 @pytest.mark.network

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hatch_lambda.assemble.archive import WrittenZip
 from hatch_lambda.checks.artifacts import Artifact, dependency_roots, extract
+from hatch_lambda.checks.importtime import ImportProfile, profile_imports
 from hatch_lambda.checks.zipread import Unsafe
 from hatch_lambda.config.options import FAT, LambdaConfig
 from hatch_lambda.context import Log
@@ -52,11 +53,13 @@ class SmokeResult:
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # module -> error
     unsafe: list[Unsafe] = field(default_factory=list)  # entries never extracted
+    profile: ImportProfile | None = None  # with importtime: where the import time went
 
     def as_dict(self) -> dict:
         return {"artifact": self.artifact, "interpreter": self.interpreter, "modules": self.modules,
                 "skipped": self.skipped, "failures": self.failures,
-                "unsafe_entries": [item.as_dict() for item in self.unsafe]}
+                "unsafe_entries": [item.as_dict() for item in self.unsafe],
+                **({"importtime": self.profile.as_dict()} if self.profile is not None else {})}
 
 
 # --------------------------------------------------------------------------
@@ -118,8 +121,10 @@ def smoke_import(
     runner: str = "auto",
     image: str | None = None,
     log: Log = print,
+    importtime: bool = False,
 ) -> list[SmokeResult]:
-    """Import every top-level module of each layer or fat zip; report the failures."""
+    """Import every top-level module of each layer or fat zip; report the failures (and, with
+    ``importtime``, where a fresh interpreter's import time went)."""
     results = []
     with interpreter(target, runner=runner, image=image, log=log) as run:
         for artifact in artifacts:
@@ -134,6 +139,8 @@ def smoke_import(
                 result.modules = [m for m in found if m not in skip]
                 if result.modules:
                     result.failures = _run(run, unpacked, result.modules)
+                    if importtime:
+                        result.profile = profile_imports(run, unpacked, artifact.path.name, result.modules)
                 results.append(result)
     return results
 

@@ -13,6 +13,7 @@ from hatch_lambda.checks.artifacts import (
     find_artifacts,
     target_of,
 )
+from hatch_lambda.checks.importtime import profile_lines
 from hatch_lambda.checks.smoke import RUNNERS, failure_error, smoke_import
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.target import Target
@@ -30,6 +31,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="host: this machine's pythonX.Y; docker: the Lambda image; "
                              "auto (default): host when its version and CPU match, else docker")
     parser.add_argument("--image", help="image for the docker runner (default: public.ecr.aws/lambda/python:{python})")
+    parser.add_argument("--importtime", action="store_true",
+                        help="also profile a cold start: import the modules in a fresh interpreter with "
+                             "-X importtime and show the total and the 15 slowest imports")
     parser.set_defaults(handler=run)
 
 
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for target, group in by_target.items():
         results += smoke_import(group, target, skip=tuple(args.skip), runner=args.runner, image=args.image,
-                                log=lambda line: print(line, file=sys.stderr))
+                                log=lambda line: print(line, file=sys.stderr), importtime=args.importtime)
     error = failure_error(results)
     if args.json:
         print(json.dumps({"ok": error is None, "results": [r.as_dict() for r in results]}, indent=2))
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
                   f"top-level modules imported with {result.interpreter}"
                   + (f" ({len(result.skipped)} skipped: {', '.join(result.skipped)})" if result.skipped else "")
                   + (f"; {len(result.unsafe)} unsafe entries not extracted" if result.unsafe else ""))
+            if result.profile is not None:
+                print("\n".join(profile_lines(result.profile)))
         if error is not None:
             print(f"hatch-lambda: {error}", file=sys.stderr)
     return 0 if error is None else 1
