@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,8 @@ def _on_host(compiler: Compiler, root: Path, job: Path) -> None:
     command = [compiler.executable, "-S", "-s", "-c", SCRIPT, str(root), str(job / "job.json"),
                str(job / "result.json")]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=job, timeout=TIMEOUT)
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=job, timeout=TIMEOUT,
+                                preexec_fn=_ends_with_its_parent if sys.platform.startswith("linux") else None)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LambdaBuildError(f"compiling bytecode with {compiler.description} failed: {exc}",
                                'set bytecode = "off" to build without bytecode') from None
@@ -158,3 +160,12 @@ def compile_entries(compiler: Compiler, entries: list[Entry], mode: str, python:
         shutil.copy(entry.source, target)  # the executable bit goes with the bytes
     compile_tree(compiler, work, mode, python)
     return tree_entries(work)
+
+
+def _ends_with_its_parent() -> None:
+    """The compiling process is killed when the pack worker that started it ends (PR_SET_PDEATHSIG):
+    a build stopped by Ctrl-C removes the tree it writes into."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
