@@ -312,7 +312,8 @@ def test_ctrl_c_to_the_process_group_at_any_moment_of_a_cold_build(tmp_path, cac
     def start(run: int) -> subprocess.Popen:
         private = fresh_cache(cache, tmp_path / f"cache-{run}")  # downloads only: every pack is built
         return subprocess.Popen(
-            [sys.executable, "-m", "hatchling", "build", "-t", LAYER], cwd=project, env=build_env(private),
+            [sys.executable, "-m", "hatchling", "build", "-t", LAYER], cwd=project,
+            env=build_env(private, {"PYTHONFAULTHANDLER": "1"}),  # a hang is shown with every thread's stack
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
@@ -346,8 +347,10 @@ def test_ctrl_c_to_the_process_group_at_any_moment_of_a_cold_build(tmp_path, cac
         try:
             output, _ = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGABRT)  # faulthandler prints where each thread is
+            stacks, _ = process.communicate(timeout=30)
             os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"run {run}: the build did not end within 30 s of Ctrl-C", pytrace=False)
+            pytest.fail(f"run {run}: the build did not end within 30 s of Ctrl-C:\n{head}{stacks}", pytrace=False)
         output = head + output
         deadline = time.monotonic() + ORPHAN_WAIT
         while _group_alive(process.pid) and time.monotonic() < deadline:

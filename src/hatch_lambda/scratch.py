@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -102,7 +103,12 @@ class Scratch:
         fcntl.flock(self._output_fd, fcntl.LOCK_EX)
 
     def release(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        # A process of the build being killed (a pack worker's compiler) may write a moment longer.
+        for attempt in range(6):
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not self.path.exists():
+                break
+            time.sleep(0.05 * 2**attempt)
         for fd in (self._lock_fd, self._output_fd):
             if fd is not None:
                 os.close(fd)

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,6 +124,11 @@ def fork_workers(pools: list[ProcessPoolExecutor], count: int) -> None:
     while they are forked and ignored in them: a terminal's Ctrl-C reaches the whole process group,
     and only the build decides what it means.
     """
+    # Python's handler is held too: a SIGINT delivered to another thread would raise KeyboardInterrupt in
+    # the at-fork hooks (logging's releases its lock there, and a lock left held deadlocks every thread).
+    came: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda number, frame: came.append(number)) if main else None
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
@@ -131,6 +137,10 @@ def fork_workers(pools: list[ProcessPoolExecutor], count: int) -> None:
         pool.submit(int).result()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    if came:
+        raise KeyboardInterrupt
 
 
 def stop_workers(processes: ProcessPoolExecutor) -> None:
