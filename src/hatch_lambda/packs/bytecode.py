@@ -98,6 +98,7 @@ def sources(root: Path) -> list[str]:
 
 def compile_tree(compiler: Compiler, root: Path, mode: str, python: str) -> Compiled:
     """Compile every importable source under ``root`` in place; with ``only`` the compiled sources go."""
+    root = root.resolve()  # the compiler runs in a directory of its own: a relative root would miss
     paths = sources(root)
     if not paths:
         return Compiled(0, ())
