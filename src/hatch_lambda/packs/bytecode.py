@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,18 @@ from hatch_lambda.runtime.interpreters import Compiler
 TIMEOUT = 1800  # seconds for one tree
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+PARENT = "HATCH_LAMBDA_PARENT_PID"
+#: The compiler ends when the process that started it does (Linux's PR_SET_PDEATHSIG), so a build stopped
+#: by Ctrl-C, whose pack workers are killed, removes a tree nothing writes into any more. Set by the
+#: compiler itself: a preexec_fn would run the at-fork hooks of the build's modules in the child.
+ENDS_WITH_PARENT = (
+    "import os as _os, sys as _sys\n"
+    "if _sys.platform.startswith('linux'):\n"
+    "    import ctypes as _ctypes\n"
+    "    _ctypes.CDLL(None).prctl(1, 9)\n"
+    "    if _os.getppid() != int(_os.environ['" + PARENT + "']):\n"
+    "        _sys.exit(1)\n"
+)
 SCRIPT = r"""
 import json, py_compile, sys
 root, job, result = sys.argv[1:4]
@@ -125,12 +136,12 @@ def compile_tree(compiler: Compiler, root: Path, mode: str, python: str) -> Comp
 def _on_host(compiler: Compiler, root: Path, job: Path) -> None:
     # A clean environment (nothing of the caller's PYTHON* variables) with one fixed hash seed; -S -s:
     # nothing but the standard library is imported.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
-    command = [compiler.executable, "-S", "-s", "-c", SCRIPT, str(root), str(job / "job.json"),
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+           PARENT: str(os.getpid())}
+    command = [compiler.executable, "-S", "-s", "-c", ENDS_WITH_PARENT + SCRIPT, str(root), str(job / "job.json"),
                str(job / "result.json")]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=job, timeout=TIMEOUT,
-                                preexec_fn=_ends_with_its_parent if sys.platform.startswith("linux") else None)
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=job, timeout=TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LambdaBuildError(f"compiling bytecode with {compiler.description} failed: {exc}",
                                'set bytecode = "off" to build without bytecode') from None
@@ -162,11 +173,3 @@ def compile_entries(compiler: Compiler, entries: list[Entry], mode: str, python:
     compile_tree(compiler, work, mode, python)
     return tree_entries(work)
 
-
-def _ends_with_its_parent() -> None:
-    """The compiling process is killed when the pack worker that started it ends (PR_SET_PDEATHSIG):
-    a build stopped by Ctrl-C removes the tree it writes into."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
