@@ -96,15 +96,7 @@ def importable(path: str) -> bool:
 
 def sources(root: Path) -> list[str]:
     """Every importable ``.py`` file under ``root``, posix and relative, sorted."""
-    found = []
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        relative = Path(directory).relative_to(root).as_posix()
-        for name in files:
-            path = name if relative == "." else f"{relative}/{name}"
-            if importable(path) and not Path(directory, name).is_symlink():
-                found.append(path)
-    return sorted(found)
+    return sorted(e.name for e in tree_entries(root) if importable(e.name) and not e.source.is_symlink())
 
 
 def compile_tree(compiler: Compiler, root: Path, mode: str, python: str) -> Compiled:
@@ -156,8 +148,9 @@ def _in_image(compiler: Compiler, root: Path, job: Path) -> None:
     client = connect()
     try:
         run = Container(client, compiler.image, compiler.platform)
-        run([python, "-S", "-s", "-c", SCRIPT, "/work/tree", "/work/job/job.json", "/work/job/result.json"],
-            {"/work/tree": (root, "rw"), "/work/job": (job, "rw")}, network=None,
+        run([python, "-S", "-s", "-c", SCRIPT, "/hatch-lambda/tree", "/hatch-lambda/job/job.json",
+             "/hatch-lambda/job/result.json"],
+            {"/hatch-lambda/tree": (root, "rw"), "/hatch-lambda/job": (job, "rw")}, network=None,
             environment={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, what="compiling bytecode", log=lambda _: None)
     finally:
         client.close()
