@@ -10,10 +10,18 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import deflate
 import pytest
 
 from hatch_lambda.assemble.archive import directories, write_zip
-from hatch_lambda.packs.deflate import Entry, tree_entries
+from hatch_lambda.packs.deflate import (
+    COMPRESSION_LEVEL,
+    MAX_LEVEL,
+    STORE_BELOW,
+    Entry,
+    compress_bytes,
+    tree_entries,
+)
 
 from helpers.builds import assert_zip_is_normalised, b64_of_hex, sha256_file
 
@@ -161,6 +169,33 @@ def test_incompressible_data_is_stored_and_still_exact(tmp_path):
     assert infos["text.txt"].compress_size < 1000
 
 
+def test_an_entry_that_barely_deflates_is_stored(tmp_path):
+    """Deflating that saves under STORE_BELOW is not worth an inflate on every unzip: such a file is stored."""
+    raw = os.urandom(97_500) + b"a" * 2_500  # deflates by about 2.5 %
+    almost = tmp_path / "almost.bin"
+    almost.write_bytes(raw)
+    deflated = compress_bytes(raw)
+    assert deflated.method == zipfile.ZIP_STORED and deflated.data == raw
+    saving = 1 - len(deflate.deflate_compress(raw, COMPRESSION_LEVEL)) / len(raw)
+    assert 0 < saving < STORE_BELOW
+    better = raw + b"a" * 6_000
+    assert compress_bytes(better).method == zipfile.ZIP_DEFLATED
+    written = write_zip([Entry("almost.bin", almost)], tmp_path / "out.zip")
+    with zipfile.ZipFile(written.path) as archive:
+        assert archive.getinfo("almost.bin").compress_type == zipfile.ZIP_STORED
+        assert archive.read("almost.bin") == raw
+
+
+@pytest.mark.parametrize("level", [1, COMPRESSION_LEVEL, 9, MAX_LEVEL])
+def test_every_level_round_trips(tmp_path, level):
+    root = make_tree(tmp_path / "tree")
+    written = write_zip(tree_entries(root), tmp_path / "out.zip", level=level)
+    with zipfile.ZipFile(written.path) as archive:
+        assert archive.testzip() is None
+        for entry in tree_entries(root):
+            assert archive.read(entry.name) == entry.source.read_bytes()
+
+
 def test_shared_cache_gives_the_same_bytes(tmp_path):
     root = make_tree(tmp_path / "tree")
     cache: dict = {}
@@ -186,3 +221,44 @@ def test_info_zip_reads_it(tmp_path):
         assert hashlib.sha256(unpacked.read_bytes()).digest() == hashlib.sha256(entry.source.read_bytes()).digest()
     assert os.access(target / "python" / "pkg" / "bin" / "tool", os.X_OK)
     assert stat.S_IMODE((target / "python" / "pkg" / "core.py").stat().st_mode) == 0o644
+
+
+CROSS_ARCH_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+sys.path.insert(0, "/opt/deflate")
+import deflate
+for path in sorted(Path("/mnt/inputs").iterdir()):
+    raw = path.read_bytes()
+    for level in (1, 6, 9, 12):
+        print(path.name, level, hashlib.sha256(deflate.deflate_compress(raw, level)).hexdigest())
+"""
+
+
+def test_the_encoder_gives_the_same_bytes_on_arm64(arm64_rootfs, tmp_path):
+    """Packs are byte-reproducible across machines: the bundled libdeflate deflates alike on aarch64 and x86_64."""
+    from hatch_lambda.packs import deflate as ours
+
+    from helpers import engine
+    from helpers.projects import pip_download
+
+    version = deflate.__version__
+    pip_download(f"deflate=={version}", tmp_path / "wheel", "--platform", "manylinux2014_aarch64",
+                 "--python-version", "3.11")
+    unpacked = tmp_path / "deflate"
+    with zipfile.ZipFile(next((tmp_path / "wheel").glob("deflate-*.whl"))) as wheel:
+        wheel.extractall(unpacked)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    # Real inputs of each kind a layer holds: an aarch64 shared object, Python source, and a zip's stored data.
+    shutil.copyfile(next(unpacked.glob("deflate/_deflate*.so")), inputs / "aarch64.so")
+    (inputs / "sources.py").write_bytes(b"".join(p.read_bytes() for p in sorted(Path(ours.__file__).parent.glob("*.py"))))
+    (inputs / "mixed.bin").write_bytes(hashlib.sha256(b"seed").digest() * 4096 + b"text " * 50_000)
+    ran = engine.run_in_rootfs(arm64_rootfs, ["/usr/bin/python3.11", "-c", CROSS_ARCH_SCRIPT],
+                               binds={unpacked: "/opt/deflate", inputs: "/mnt/inputs"}, check=True)
+    here = [f"{path.name} {level} {hashlib.sha256(deflate.deflate_compress(path.read_bytes(), level)).hexdigest()}"
+            for path in sorted(inputs.iterdir()) for level in (1, 6, 9, 12)]
+    assert ran.stdout.split("\n")[:-1] == here
+    machine = engine.run_in_rootfs(arm64_rootfs, ["/usr/bin/python3.11", "-c", "import platform; print(platform.machine())"],
+                                   check=True)
+    assert machine.stdout.strip() == "aarch64"

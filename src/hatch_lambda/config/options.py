@@ -91,8 +91,9 @@ class LambdaConfig:
                                        "`.comment`) out of every ELF shared object and executable whose layout allows "
                                        "it safely; `false` (or `strip = false`) keeps them (see Symbols below)")
     compression_level: int = option(
-        6, "deflate level 1–9 of every entry ([zlib-ng](https://github.com/pycompression/python-zlib-ng)); `9` gives "
-           "about 2.5 % smaller zips and deflates about 3× slower", minimum=1, maximum=9)
+        6, "deflate level 1–12 of every entry ([libdeflate](https://github.com/ebiggers/libdeflate), bundled); "
+           "`10`–`12` give about 2 % smaller zips and deflate about 7× slower, `9` about 0.5 % for 2.5× the time (see "
+           "[Deflate](development.md#deflate))", minimum=1, maximum=12)
     strip_patterns: tuple[str, ...] = option((), 'more gitignore-style patterns to drop, e.g. `["*.pyi", '
                                                  '"pyarrow/include/"]`')
     keep_patterns: tuple[str, ...] = option((), "patterns never dropped, by any rule")

@@ -35,7 +35,7 @@ from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.packs.bytecode import compile_tree
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
-from hatch_lambda.packs.deflate import Compressed, compress, tree_entries
+from hatch_lambda.packs.deflate import ENCODER, Compressed, compress, tree_entries
 from hatch_lambda.packs.elf import ElfInfo, elf_objects
 from hatch_lambda.packs.strip import PruneReport, prune, strip_tree_symbols
 from hatch_lambda.packs.unpack import (
@@ -117,6 +117,7 @@ def pack_key(spec: PackSpec, wheel_sha256: str, filename: str, installer: str = 
         "strip-patterns": list(spec.strip_patterns),
         "keep-patterns": list(spec.keep_patterns),
         "level": spec.level,
+        "encoder": ENCODER,
         "bytecode": spec.bytecode,
         "compiler": spec.compiler_release,
     })
