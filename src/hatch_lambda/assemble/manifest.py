@@ -140,6 +140,10 @@ class Manifest:
             data = json.loads((directory / MANIFEST).read_text())
         except (OSError, ValueError):
             return cls()
+        return cls._tolerant(data)
+
+    @classmethod
+    def _tolerant(cls, data: object) -> Manifest:
         targets = data.get("targets") if isinstance(data, dict) else None
         sections = {}
         for kind, section in (targets.items() if isinstance(targets, dict) else ()):
@@ -152,6 +156,19 @@ class Manifest:
                       for kind, files in (marked.items() if isinstance(marked, dict) else ())
                       if isinstance(files, list)}
         return cls(sections, incomplete)
+
+    @classmethod
+    def written_by_a_build(cls, directory: Path) -> bool:
+        """Whether ``directory`` holds a manifest.json a build wrote: this format, and a target's artifacts
+        (or the files of one that did not finish) in it. Anything else named manifest.json is not ours."""
+        try:
+            data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("targets"), dict):
+            return False
+        document = cls._tolerant(data)
+        return any(section.artifacts for section in document.sections.values()) or any(document.incomplete.values())
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
