@@ -392,7 +392,9 @@ def test_a_dangling_link_a_loop_or_a_named_pipe_is_refused(tiny, cache):
 
 
 def test_the_output_directories_are_never_function_code(tiny, cache):
-    """A selection of everything, an output directory inside the project: the zip does not grow build by build."""
+    """A selection of everything, an output directory inside the project: the zip does not grow build by build;
+    nor does it take in the output of an earlier build with another -d (a directory holding a build's
+    manifest.json), while a manifest.json of another kind is code like any file."""
     configure(tiny, directory="build/zips", functions={"app": {"include": ["**"], "sources": ["src"]}})
     configure(tiny, FAT, directory="fat")
     hatchling_build(tiny, FAT, cache=cache)
@@ -400,8 +402,10 @@ def test_the_output_directories_are_never_function_code(tiny, cache):
     stale = tiny / "build" / "zips" / ".hatch-lambda-999999-x"  # a killed build's scratch directory
     stale.mkdir()
     (stale / "half.py").write_text("")
+    (tiny / "web").mkdir()
+    (tiny / "web" / "manifest.json").write_text('{"name": "app", "icons": []}\n')  # not a build's: code
     first = hatchling_build(tiny, LAYER, cache=cache)
-    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock",
+    expected = {"app/__init__.py", "app/handler.py", "pyproject.toml", "uv.lock", "web/manifest.json",
                 "app/__pycache__/__init__.cpython-311.pyc", "app/__pycache__/handler.cpython-311.pyc"}
     assert zip_files(tiny / "build" / "zips" / "app.zip") == expected
     built = digests(tiny / "build" / "zips")
@@ -410,6 +414,11 @@ def test_the_output_directories_are_never_function_code(tiny, cache):
     elsewhere = hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])  # -d: that directory too
     hatchling_build(tiny, LAYER, cache=cache, args=["-d", "other"])
     assert zip_files(tiny / "other" / "app.zip") == expected, elsewhere.output
+    # Another -d: other/ is no output directory of this build, but its manifest.json says it is a build's.
+    third = hatchling_build(tiny, LAYER, FAT, cache=cache, args=["-d", "third"])
+    assert zip_files(tiny / "third" / "app.zip") == expected, third.output
+    assert zip_files(tiny / "third" / "app-fat.zip") >= expected
+    assert not any(name.startswith(("other/", "third/")) for name in zip_files(tiny / "third" / "app-fat.zip"))
     assert "out of function 'app'" not in first.output  # nothing reported: build output is not code
 
 

@@ -249,20 +249,24 @@ def section(**changes: object) -> dict:
     ("..", "artifacts[0].file"),
     ("../outside.zip", "layer.filename"),
     ("../outside.zip", "functions.app.filename"),
+    ("../outside.zip", "incomplete"),
 ])
 def test_a_manifest_naming_a_file_outside_its_directory_is_one_error(tmp_path, name, key):
     if key.startswith("artifacts"):
         manifest = section(artifacts=[{"file": name, "kind": "layer"}])
     elif key.startswith("layer"):
         manifest = section(artifacts=[{"file": "layer.zip", "kind": "layer"}], layer={"filename": name})
-    else:
+    elif key.startswith("functions"):
         manifest = section(artifacts=[{"file": "layer.zip", "kind": "layer"}], functions={"app": {"filename": name}})
+    else:  # a build that did not finish names the files it was putting in place
+        manifest = {"format": 1, "targets": {}, "incomplete": {"lambda-fat": ["app-fat.zip", name]}}
+    where = "incomplete.lambda-fat[1]" if key == "incomplete" else f"targets.lambda-layer.{key}"
     out = output_directory(tmp_path, manifest)
     for args in (("inspect", out), ("inspect", out / "layer.zip"), ("verify", out)):
         result = run_cli(*args)
         assert result.returncode == 2
         assert error_lines(result) == [
-            f"hatch-lambda: error: {out / 'manifest.json'}: targets.lambda-layer.{key} is {name!r}, not a file "
+            f"hatch-lambda: error: {out / 'manifest.json'}: {where} is {name!r}, not a file "
             "name in the manifest's directory",
             "  fix: a manifest names the zips beside it by their plain names: build again to write a new "
             "manifest.json, or correct the entry",
@@ -292,6 +296,11 @@ def test_a_manifest_naming_a_file_outside_its_directory_is_one_error(tmp_path, n
     (section(stripped={"files": True}),
      "is not a manifest hatch-lambda wrote: targets.lambda-layer.stripped.files: expected a whole number, found "
      "the boolean true"),
+
+    ({"targets": {}, "incomplete": ["lambda-layer"]},
+     "is not a manifest hatch-lambda wrote: incomplete: expected an object of lists of file names"),
+    ({"targets": {}, "incomplete": {"lambda-layer": "layer.zip"}},
+     "is not a manifest hatch-lambda wrote: incomplete.lambda-layer: expected a list of file names"),
 ])
 def test_a_malformed_manifest_is_one_error(tmp_path, manifest, what):
     out = output_directory(tmp_path, manifest)

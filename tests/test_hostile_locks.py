@@ -256,6 +256,54 @@ def test_url_sdist_that_builds_another_distribution_is_refused(locked, case):
     assert not list(case.cache.glob("built/*/*/*.whl")), "the wrong wheel was cached"
 
 
+IMAGE = "public.ecr.aws/lambda/python:3.12"
+
+
+@pytest.mark.parametrize(("built", "problem"), [
+    (["good-1.0"], None),
+    (["good-6.6"], "good==1.0: building main.tar.gz gave good-6.6-py3-none-any.whl, which is good 6.6, not good 1.0"),
+    (["evil-6.6"], "good==1.0: building main.tar.gz gave evil-6.6-py3-none-any.whl, which is evil 6.6, not good 1.0"),
+    (["evil-2.0", "good-1.0"], None),  # two wheels: the one of the lock's name is taken
+])
+def test_a_wheel_built_in_the_image_must_be_the_release_the_lock_names(tmp_path, built, problem):
+    """The wheel pip builds from an sdist in the Lambda image gets the check a wheel built on this machine gets
+    (the URL source above): the lock's distribution and version, whatever the archive is called."""
+    from hatch_lambda.fetch.sdists import wheels_built
+
+    sdist = tmp_path / "sdists" / "main.tar.gz"
+    sdist.parent.mkdir()
+    sdist.write_bytes(_sdist("good", "1.0"))
+    dist = Distribution("good", "1.0", "url", "https://example.com/main.tar.gz",
+                        LockedFile(kind="sdist", filename="main.tar.gz", sha256="0" * 64))
+    out = tmp_path / "built"  # what /built in the container holds after `pip wheel`
+    for wheel in built:
+        name, version = wheel.split("-")
+        make_wheel(out, name, version, {f"{name}/__init__.py": b""})
+    if problem is None:
+        [wheel] = wheels_built([dist], {"good": sdist}, out, IMAGE)
+        assert (wheel.dist, wheel.path.name, wheel.how) == (dist, "good-1.0-py3-none-any.whl",
+                                                            f"sdist built in {IMAGE}")
+        return
+    with pytest.raises(LambdaBuildError) as raised:
+        wheels_built([dist], {"good": sdist}, out, IMAGE)
+    assert raised.value.problem == problem
+    assert raised.value.fix == "the file is not the release uv.lock names: run `uv lock` again and review the change"
+
+
+def test_an_sdist_the_image_built_no_wheel_of_is_named(tmp_path):
+    from hatch_lambda.fetch.sdists import wheels_built
+
+    dists = [Distribution(name, version, "registry", "https://example.com/simple",
+                          LockedFile(kind="sdist", filename=f"{name}-{version}.tar.gz", sha256="0" * 64))
+             for name, version in (("good", "1.0"), ("other", "2.0"))]
+    make_wheel(tmp_path, "good", "1.0", {"good/__init__.py": b""})
+    make_wheel(tmp_path, "evil", "2.0", {"evil/__init__.py": b""})
+    with pytest.raises(LambdaBuildError) as raised:
+        wheels_built(dists, {"good": tmp_path / "good-1.0.tar.gz", "other": tmp_path / "other-2.0.tar.gz"},
+                     tmp_path, IMAGE)
+    assert raised.value.problem == f"building other==2.0 in {IMAGE} produced no wheel of other"
+
+
 def test_package_name_that_is_a_path_is_refused(locked, case):
     # the package and the edge to it; its requirement in [package.metadata] stays, as pyproject.toml says
     edit_lock(case.project, lambda text: text.replace('name = "good"\n', 'name = "../../good"\n')

@@ -3,12 +3,12 @@
 Everything is written into a scratch directory beside the output first; only
 when every check has passed (audit, sizes, the smoke import, each function's
 handler) are the zips and ``manifest.json`` renamed into place, so a failed
-build leaves the previous artifacts untouched.
+build leaves the previous artifacts untouched; :mod:`.assemble.publish` renames
+them in an order no crash can leave a manifest wrong in.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -28,11 +28,11 @@ from hatch_lambda.assemble.manifest import (
     LayerEntry,
     LockedDistribution,
     LockFacts,
-    Manifest,
     Section,
     Stripped,
 )
 from hatch_lambda.assemble.names import check_names, zip_name
+from hatch_lambda.assemble.publish import publish
 from hatch_lambda.assemble.zips import Zips, assemble, merge_zips
 from hatch_lambda.cache.store import writable_cache_dir
 from hatch_lambda.checks.handlers import HandlerJob, Proof, prove_handlers
@@ -129,18 +129,10 @@ def build(
             smoke_check(config, written, log)
         proofs = _prove(config, closures, written, ctx)
         _summary(checks, config, log)
-        manifest = scratch / MANIFEST
+        section = _section(config, closures, zips, proofs, compiler)
         claimed.lock_output()
-        document = Manifest.read(out_dir)
-        document.sections[config.kind] = _section(config, closures, zips, proofs, compiler)
-        document.write(manifest)
         with _interrupts_held() as interrupted:
-            final = []
-            for item in written:
-                destination = out_dir / item.path.name
-                os.replace(item.path, destination)
-                final.append(destination)
-            os.replace(manifest, out_dir / MANIFEST)
+            final = publish(out_dir, scratch, config.kind, section, [item.path for item in written])
         output = BuildOutput(tuple(final), out_dir / MANIFEST, resolution, pruned)
         if signal.SIGTERM in interrupted:
             signal.raise_signal(signal.SIGTERM)  # now that every artifact is in place, as it was sent
@@ -187,7 +179,8 @@ class InterruptedAfterPublishing(KeyboardInterrupt):
 @contextmanager
 def _interrupts_held() -> Iterator[list[int]]:
     """Hold SIGINT and SIGTERM while the block runs, so the zips and manifest.json are renamed into place
-    all together or not at all; the list holds the signals that came meanwhile."""
+    all together or not at all (a SIGKILL cannot be held: see :mod:`.assemble.publish`); the list holds the
+    signals that came meanwhile."""
     came: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield came  # only the main thread can hold signals; the caller's own handling applies

@@ -1,7 +1,10 @@
 """``manifest.json``: what a build wrote, one section per target, beside the zips; typed.
 
-The file is ``{"format": 1, "targets": {"lambda-layer": <Section>, ...}}``.
-Every reader goes through :meth:`Manifest.read` (the build: a section it
+The file is ``{"format": 1, "targets": {"lambda-layer": <Section>, ...}}``, plus
+``"incomplete": {"lambda-layer": ["layer.zip", ...]}`` while (or, after a crash,
+since) a target's build puts its zips in place: that target has no section
+then, and the list names the files that may be of either build (see
+:mod:`hatch_lambda.assemble.publish`). Every reader goes through :meth:`Manifest.read` (the build: a section it
 cannot read is left out, it is rewritten anyway) or :meth:`Manifest.load`
 (``inspect`` and ``verify``: anything wrong is one error naming the key) and
 reads attributes; a section of an older build (keys missing) reads with their
@@ -127,6 +130,8 @@ class Section(Json):
 @dataclass
 class Manifest:
     sections: dict[str, Section] = field(default_factory=dict)
+    #: target -> the files its build was putting in place when it stopped: its section is gone until it builds again
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
@@ -135,6 +140,10 @@ class Manifest:
             data = json.loads((directory / MANIFEST).read_text())
         except (OSError, ValueError):
             return cls()
+        return cls._tolerant(data)
+
+    @classmethod
+    def _tolerant(cls, data: object) -> Manifest:
         targets = data.get("targets") if isinstance(data, dict) else None
         sections = {}
         for kind, section in (targets.items() if isinstance(targets, dict) else ()):
@@ -142,7 +151,24 @@ class Manifest:
                 sections[kind] = Section.from_json(section)
             except (ValueError, TypeError, KeyError):
                 continue  # not a section this reader understands
-        return cls(sections)
+        marked = data.get("incomplete") if isinstance(data, dict) else None
+        incomplete = {kind: [name for name in files if isinstance(name, str) and plain_name(name)]
+                      for kind, files in (marked.items() if isinstance(marked, dict) else ())
+                      if isinstance(files, list)}
+        return cls(sections, incomplete)
+
+    @classmethod
+    def written_by_a_build(cls, directory: Path) -> bool:
+        """Whether ``directory`` holds a manifest.json a build wrote: this format, and a target's artifacts
+        (or the files of one that did not finish) in it. Anything else named manifest.json is not ours."""
+        try:
+            data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("targets"), dict):
+            return False
+        document = cls._tolerant(data)
+        return any(section.artifacts for section in document.sections.values()) or any(document.incomplete.values())
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
@@ -163,16 +189,30 @@ class Manifest:
                 raise ShapeError("expected an object with a 'targets' object")
             targets = data["targets"]
             sections = {kind: Section.from_json(section, f"targets.{kind}") for kind, section in targets.items()}
+            incomplete = _incomplete(data.get("incomplete", {}))
         except ShapeError as exc:
             raise _bad(path, f"is not a manifest hatch-lambda wrote: {exc}") from None
         for kind, section in sections.items():
             _confine(path, kind, section)
-        return cls(sections)
+        for kind, files in incomplete.items():
+            _confine_names(path, [(f"incomplete.{kind}[{n}]", name) for n, name in enumerate(files)])
+        return cls(sections, incomplete)
+
+    def text(self) -> str:
+        """The document: lambda-layer and lambda-fat share one manifest.json, each in its own section."""
+        data: dict[str, object] = {"format": FORMAT,
+                                   "targets": {kind: section.to_json() for kind, section in self.sections.items()}}
+        if self.incomplete:
+            data["incomplete"] = {kind: sorted(files) for kind, files in self.incomplete.items()}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:
-        """lambda-layer and lambda-fat share one manifest.json, each in its own section."""
-        data = {"format": FORMAT, "targets": {kind: section.to_json() for kind, section in self.sections.items()}}
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        """:meth:`text` written to ``path`` (not atomically: the build publishes with :mod:`.publish`)."""
+        path.write_text(self.text())
+
+    def listed(self) -> set[str]:
+        """Every file a section lists."""
+        return {item.file for section in self.sections.values() for item in section.artifacts}
 
 
 def _bad(path: Path, what: str) -> LambdaBuildError:
@@ -185,15 +225,29 @@ def plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
+def _incomplete(value: object) -> dict[str, list[str]]:
+    """The ``incomplete`` object: target -> a list of file names."""
+    if not isinstance(value, dict):
+        raise ShapeError("incomplete: expected an object of lists of file names")
+    for kind, files in value.items():
+        if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+            raise ShapeError(f"incomplete.{kind}: expected a list of file names")
+    return {kind: list(files) for kind, files in value.items()}
+
+
 def _confine(path: Path, kind: str, section: Section) -> None:
     named = [(f"artifacts[{n}].file", item.file) for n, item in enumerate(section.artifacts)]
     named += [(f"functions.{name}.filename", item.filename) for name, item in section.functions.items()]
     if section.layer is not None:
         named.append(("layer.filename", section.layer.filename))
+    _confine_names(path, [(f"targets.{kind}.{key}", name) for key, name in named])
+
+
+def _confine_names(path: Path, named: list[tuple[str, str]]) -> None:
     for key, name in named:
         if not plain_name(name):
             raise LambdaBuildError(
-                f"{path}: targets.{kind}.{key} is {name!r}, not a file name in the manifest's directory",
+                f"{path}: {key} is {name!r}, not a file name in the manifest's directory",
                 "a manifest names the zips beside it by their plain names: build again to write a new "
                 f"{MANIFEST}, or correct the entry",
             )

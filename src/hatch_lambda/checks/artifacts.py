@@ -2,7 +2,10 @@
 
 Used by ``hatch-lambda inspect`` and ``hatch-lambda verify``. PATH is a zip
 (its ``manifest.json`` is looked for beside it), an output directory holding a
-``manifest.json`` (every artifact it lists), or an unpacked tree.
+``manifest.json`` (every artifact it lists), or an unpacked tree. A target whose
+build stopped while putting its zips in place has no section, only its files
+under ``incomplete``: those zips, and a directory holding them, are an error
+asking for the build to run again.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatch_lambda.assemble.manifest import Manifest, Section
+from hatch_lambda.assemble.manifest import MANIFEST, Manifest, Section
 from hatch_lambda.checks.zipread import Unsafe, reading, unpack
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.runtime.runtimes import RUNTIMES
@@ -48,13 +51,30 @@ def _describe(path: Path, manifest: Manifest) -> Artifact:
     return Artifact(path, _guess_kind(path), None)
 
 
+def _unfinished(directory: Path, manifest: Manifest, name: str | None = None) -> None:
+    """Refuse what a target whose build did not finish was putting in place: ``name``, or anything of it."""
+    for kind, files in sorted(manifest.incomplete.items()):
+        if name is None or name in files:
+            shown = ", ".join(files) if files else "nothing yet"
+            raise LambdaBuildError(
+                f"{directory / MANIFEST} lists no artifacts of {kind}: its last build into {directory} stopped "
+                f"while putting its zips in place ({shown}), so they may be of that build or the one before",
+                f"build {kind} again (`hatch build -t {kind}`, with the same -d if one was given): it puts "
+                "every zip and the manifest in place",
+            )
+
+
 def find_artifacts(path: Path) -> list[Artifact]:
     """The artifacts PATH stands for, with their manifest sections."""
     if path.is_file():
-        return [_describe(path, Manifest.load(path.parent))]
+        manifest = Manifest.load(path.parent)
+        _unfinished(path.parent, manifest, path.name)
+        return [_describe(path, manifest)]
     if path.is_dir():
+        manifest = Manifest.load(path)
+        _unfinished(path, manifest)
         out = [Artifact(path / item.file, item.kind, section)
-               for section in Manifest.load(path).sections.values()
+               for section in manifest.sections.values()
                for item in section.artifacts
                if (path / item.file).is_file()]
         return out or [Artifact(path, TREE_KIND, None)]

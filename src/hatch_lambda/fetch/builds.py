@@ -141,15 +141,16 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
                                        "run `uv lock`")
         built = build_wheel(tree, work / "wheels" / dist.name, f"{dist.pin} (sdist)", log, python)
         _refuse_native(dist, built)
-        _refuse_other(dist, built, source)
+        refuse_other(dist, built, source)
         cached = entry.get(read_wheel, store_wheel(built))  # a killed build never leaves half a wheel here
     _refuse_native(dist, cached)
-    _refuse_other(dist, cached, source)
+    refuse_other(dist, cached, source)
     return Wheel(dist, cached, "sdist built on host")
 
 
-def _refuse_other(dist: Distribution, wheel: Path, source: Path) -> None:
-    """A wheel built from an sdist must be the distribution the lock names (its archive may have any name)."""
+def refuse_other(dist: Distribution, wheel: Path, source: Path) -> None:
+    """A wheel built from an sdist (here or in the image) must be the distribution and version the lock names
+    (its archive may have any name)."""
     name, version, _, _ = parse_wheel_filename(wheel.name)
     if canonicalize_name(name) != dist.name or (dist.version and version != Version(dist.version)):
         raise LambdaBuildError(

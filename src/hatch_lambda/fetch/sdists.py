@@ -3,7 +3,9 @@
 ``installer = "wheels"`` builds on this machine (pure Python results only);
 ``"docker"`` builds in the image; ``"auto"`` builds in the image when Docker is
 reachable, else on this machine. Only this container gets network
-(``docker-network``), with the host's CA bundle and proxy variables.
+(``docker-network``), with the host's CA bundle and proxy variables. A wheel
+built in the image is checked like one built here: it must be the
+distribution and version uv.lock names.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion
 
 from hatch_lambda.config.options import LambdaConfig
 from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError
-from hatch_lambda.fetch.builds import Wheel, host_build
+from hatch_lambda.fetch.builds import Wheel, host_build, refuse_other
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.runtime.docker import (
     PIP_ENVIRONMENT,
@@ -65,12 +68,29 @@ def build_sdists_in_image(
         what=f"building {', '.join(d.pin for d in sdists)}",
         log=log,
     )
-    built: dict[str, Path] = {canonicalize_name(parse_wheel_filename(p.name)[0]): p for p in out_dir.glob("*.whl")}
+    return wheels_built(sdists, downloads, out_dir, config.image_name)
+
+
+def wheels_built(sdists: list[Distribution], downloads: dict[str, Path], out_dir: Path, image: str) -> list[Wheel]:
+    """The wheel pip built in ``image`` into ``out_dir`` for each sdist, checked as one built on this machine is:
+    it must be the distribution and version uv.lock names, whatever the sdist's archive is called."""
+    built: dict[str, Path] = {}
+    for path in sorted(out_dir.glob("*.whl")):
+        try:
+            built[canonicalize_name(parse_wheel_filename(path.name)[0])] = path
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise LambdaBuildError(f"building {', '.join(d.pin for d in sdists)} in {image} gave {path.name}, "
+                                   f"which is not a valid wheel file name ({exc})") from None
+    unclaimed = [path for name, path in built.items() if name not in {dist.name for dist in sdists}]
     wheels = []
     for dist in sdists:
-        if dist.name not in built:
-            raise LambdaBuildError(f"building {dist.pin} in {config.image_name} produced no wheel")
-        wheels.append(Wheel(dist, built[dist.name], f"sdist built in {config.image_name}"))
+        wheel = built.get(dist.name)
+        if wheel is None and len(sdists) == 1 and len(unclaimed) == 1:
+            wheel = unclaimed[0]  # the one sdist gave another distribution's wheel: refused below, naming it
+        if wheel is None:
+            raise LambdaBuildError(f"building {dist.pin} in {image} produced no wheel of {dist.name}")
+        refuse_other(dist, wheel, downloads[dist.name])
+        wheels.append(Wheel(dist, wheel, f"sdist built in {image}"))
     return wheels
 
 

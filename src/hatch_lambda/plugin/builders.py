@@ -18,7 +18,7 @@ from hatchling.builders.constants import BuildEnvVars
 from hatchling.builders.plugin.interface import BuilderInterface
 from hatchling.builders.wheel import WheelBuilder
 
-from hatch_lambda.assemble.manifest import MANIFEST, Manifest
+from hatch_lambda.assemble.publish import withdraw
 from hatch_lambda.config.functions import Function
 from hatch_lambda.config.options import FAT, LAYER, LambdaConfig, load_config
 from hatch_lambda.errors import LambdaBuildError
@@ -92,21 +92,10 @@ class _LambdaBuilder(BuilderInterface):
             raise  # abort exits; this line only runs with a test double
 
     def clean(self, directory: str, versions: list[str]) -> None:
-        """Remove the zips a previous build of this target wrote, and its manifest section."""
-        document = Manifest.read(Path(directory))
-        section = document.sections.pop(self.KIND, None)
-        if section is None:
-            return
-        # A file another target's section lists too (a clash an older version let through) is that target's.
-        others = {artifact.file for other in document.sections.values() for artifact in other.artifacts}
-        for artifact in section.artifacts:
-            if artifact.file not in others:
-                Path(directory, Path(artifact.file).name).unlink(missing_ok=True)
-        manifest = Path(directory, MANIFEST)
-        if document.sections:
-            document.write(manifest)
-        else:
-            manifest.unlink()
+        """Remove the zips a previous build of this target wrote, and its manifest section (see
+        :func:`~hatch_lambda.assemble.publish.withdraw`: a file another target's section lists too stays)."""
+        with self._reported():
+            withdraw(Path(directory), self.KIND)
 
     def lambda_config(self, environ: Mapping[str, str] = os.environ) -> LambdaConfig:
         targets = self.build_config.get("targets", {})

@@ -7,9 +7,13 @@ whose real path is outside the project is refused, naming the link on its path
 and where it points; a link that stays inside the project ships what it points
 to. Files under the output directories (the zips of earlier builds, and the
 scratch directories beside them) are left out, so a broad selection
-(``packages = ["."]``) does not grow with every build. A file hatch's
-``force-include`` names outside the project is shipped: it was asked for by
-its path.
+(``packages = ["."]``) does not grow with every build; so are those under any
+directory below the project that holds a ``manifest.json`` a build wrote
+(:meth:`Manifest.written_by_a_build`: its format and a target's artifacts in
+it), such as ``out1/`` of an earlier ``-d out1`` build, whichever directory
+this build writes to. Each directory is looked at once per function. A file
+hatch's ``force-include`` names outside the project is shipped: it was asked
+for by its path.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from hatch_lambda.assemble.manifest import Manifest
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.packs.deflate import Entry
 
@@ -28,12 +33,14 @@ def confined(entries: Iterable[Entry], function: str, roots: Iterable[Path], out
 
     ``roots``: the directories the function's code may come from (the project
     built, and the workspace member the function is). ``outputs``: the output
-    directories, whatever their contents.
+    directories, whatever their contents; any other directory below a root that
+    holds a manifest.json a build wrote is left out too.
     """
     bounds = [Path(os.path.abspath(root)) for root in roots]
     real_bounds = [root.resolve() for root in bounds]
     skipped = [Path(os.path.abspath(out)) for out in outputs]
     skipped += [out.resolve() for out in skipped]
+    earlier = _EarlierOutputs(bounds + real_bounds)
     kept = []
     for entry in entries:
         path = Path(os.path.abspath(entry.source))
@@ -50,6 +57,8 @@ def confined(entries: Iterable[Entry], function: str, roots: Iterable[Path], out
             ) from None
         if any(path.is_relative_to(out) or real.is_relative_to(out) for out in skipped):
             continue  # build output: never function code
+        if earlier.holds(path) or earlier.holds(real):
+            continue  # an earlier build's output directory (another -d)
         if inside and not _within(real, real_bounds):
             root = inside[0]
             link = _culprit(path, root, lambda link: not _within(link.resolve(), real_bounds))
@@ -68,6 +77,29 @@ def confined(entries: Iterable[Entry], function: str, roots: Iterable[Path], out
             )
         kept.append(entry)
     return kept
+
+
+class _EarlierOutputs:
+    """Directories below ``roots`` that hold a manifest.json a build wrote; each directory read once."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self._roots = roots
+        self._known: dict[Path, bool] = {}
+
+    def holds(self, path: Path) -> bool:
+        """Whether a directory between ``path`` and the root it is in (the root itself not) is one."""
+        root = max((root for root in self._roots if path.is_relative_to(root)), key=lambda r: len(r.parts),
+                   default=None)
+        if root is None:
+            return False
+        return any(self._is_output(directory) for directory in path.parents
+                   if directory != root and directory.is_relative_to(root))
+
+    def _is_output(self, directory: Path) -> bool:
+        known = self._known.get(directory)
+        if known is None:
+            known = self._known[directory] = Manifest.written_by_a_build(directory)
+        return known
 
 
 def _culprit(path: Path, root: Path, bad: Callable[[Path], bool]) -> Path:
