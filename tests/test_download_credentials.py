@@ -25,7 +25,7 @@ from hatch_lambda.fetch.files import fetch_one
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.lockfile.wheels import LockedFile
 
-from helpers.wheelserver import WheelServer, cache_files, loopback_env
+from helpers.wheelserver import WheelServer, cache_files, loopback_env, self_signed
 
 NAME = "private-1.0-py3-none-any.whl"
 BODY = os.urandom(50_000)
@@ -352,3 +352,26 @@ def test_a_misshapen_index_table_is_one_error_naming_pyproject(tmp_path, index):
         _fetch(project, _dist(index))
     assert raised.value.problem == f"{project / 'pyproject.toml'}: [[tool.uv.index]] must be tables with a url string"
     assert index.served(NAME) == []
+
+
+def test_no_credentials_after_a_redirect_from_https_to_http(tmp_path, loopback, monkeypatch):
+    """An HTTPS index (alice, from .netrc, by host) redirects to plain HTTP on the same host: the plain-text hop
+    gets nothing, although .netrc has credentials for that host; one that demands them is a clear refusal."""
+    cert, key = self_signed(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login alice password {SECRET}\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with WheelServer({NAME: BODY}, tls=(cert, key)) as secure, WheelServer({NAME: BODY}) as plain:
+        secure.require_auth("alice", SECRET)
+        secure.redirect(NAME, plain.url(NAME))
+        dist = _dist(secure, registry=f"https://127.0.0.1:{secure.port}/simple")
+        assert _fetch(tmp_path / "a", dist).read_bytes() == BODY
+        assert secure.authorization(NAME) == [_basic("alice", SECRET)]
+        assert plain.authorization(NAME) == [None]
+
+        plain.require_auth("alice", SECRET)
+        error = _refused(tmp_path / "b", dist)
+        assert "reached by a redirect from HTTPS to plain HTTP, where none are ever sent" in str(error)
+        assert plain.authorization(NAME) == [None, None]

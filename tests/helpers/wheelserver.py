@@ -16,6 +16,8 @@ import base64
 import hashlib
 import http.server
 import re
+import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -31,8 +33,21 @@ class Fault:
     piece: int = 4096  # bytes per trickled piece
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost and its key, made by openssl in ``directory``; trust the
+    certificate with ``SSL_CERT_FILE``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class WheelServer:
-    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+    def __init__(self, files: dict[str, bytes] | None = None, *, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) files to serve HTTPS with (see :func:`self_signed`)."""
+        self.scheme = "https" if tls else "http"
         self.files: dict[str, bytes] = dict(files or {})
         self.faults: dict[str, Fault] = {}
         self.honour_range = True  # False: answer a Range request with the whole file, as some servers do
@@ -57,6 +72,10 @@ class WheelServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     # -- set-up
@@ -72,7 +91,7 @@ class WheelServer:
         return self.httpd.server_address[1]
 
     def url(self, name: str, *, host: str = "127.0.0.1", userinfo: str = "") -> str:
-        return f"http://{userinfo + '@' if userinfo else ''}{host}:{self.port}/{name}"
+        return f"{self.scheme}://{userinfo + '@' if userinfo else ''}{host}:{self.port}/{name}"
 
     def require_auth(self, username: str, password: str) -> None:
         """Answer 401 to every request without these credentials."""

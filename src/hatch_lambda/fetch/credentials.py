@@ -2,7 +2,8 @@
 
 A credential belongs to one origin (scheme, host and port) and is sent only
 to it: a redirect to another origin gets that origin's credentials, if any,
-never the first one's. For one request they are looked up in this order:
+never the first one's, and a hop reached by a redirect from HTTPS to plain HTTP
+gets none at all. For one request they are looked up in this order:
 
 1. the URL itself (``https://user:password@host/...``, as uv writes a direct URL);
 2. the index the package comes from (the lock's ``source = { registry = ... }``),

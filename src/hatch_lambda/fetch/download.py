@@ -211,10 +211,14 @@ def _open(
 ) -> http.client.HTTPResponse:
     """The response for ``url``, redirects followed; each hop carries its own origin's credentials only."""
     hop, hops, refused = url, 0, False
+    secure = urllib.parse.urlsplit(url).scheme == "https"
     while True:
         watch.check()
         bare = split_userinfo(hop)[0]
-        login = credentials.login(hop, refused=refused) if credentials is not None else None
+        # After a redirect from HTTPS to plain HTTP nothing is sent that an eavesdropper could read, even to a
+        # host that has credentials (.netrc's are by host, whatever the scheme).
+        downgraded = secure and urllib.parse.urlsplit(bare).scheme == "http"
+        login = credentials.login(hop, refused=refused) if credentials is not None and not downgraded else None
         sent = {**headers, **(login.header() if login else {}), **({"Range": f"bytes={received}-"} if received else {})}
         try:
             response: http.client.HTTPResponse = opener.open(urllib.request.Request(bare, headers=sent),
@@ -230,6 +234,12 @@ def _open(
             if exc.code not in REFUSED_STATUSES or credentials is None:
                 raise
             exc.close()
+            if downgraded:
+                raise DownloadFailed(
+                    f"HTTP {exc.code} {exc.reason}: {Origin.of(bare)} asks for credentials, but it was reached by a "
+                    "redirect from HTTPS to plain HTTP, where none are ever sent",
+                    "ask the index's owner to redirect to an HTTPS address; downloads over HTTP get no credentials "
+                    "after a redirect from HTTPS") from None
             if login is None and not refused:
                 refused = True  # asked again, the keyring may answer now
                 if credentials.login(hop, refused=True) is not None:
