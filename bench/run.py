@@ -25,6 +25,10 @@
    every top-level module of the layer imports (with python3.12, if present),
    and builds the seed's set with the options README documents for fitting
    under 50 MB.
+3. What each option costs: the same layer built cold with one option changed
+   (``bytecode = "off"`` and ``"only"``, ``strip-symbols = false``,
+   ``compression-level = 9`` and ``12``): its build time, zipped and unzipped
+   size, and for the bytecode options the import time, each against uv's.
 
 Needs uv, pip, zip and network access to the package index (for the relock).
 """
@@ -51,6 +55,14 @@ SEED_OPTIONS = '''
 exclude-packages = ["boto3", "botocore"]
 strip-patterns = ["pyarrow/*flight*", "pyarrow/src/"]
 '''
+# What each option costs: the spectra-demo layer built cold with one option changed from its default.
+VARIANTS = {
+    'bytecode = "off"': 'bytecode = "off"',
+    'bytecode = "only"': 'bytecode = "only"',
+    "strip-symbols = false": "strip-symbols = false",
+    "compression-level = 9": "compression-level = 9",
+    "compression-level = 12": "compression-level = 12",
+}
 # pip (before 24) takes the platforms literally: name every manylinux level up to glibc 2.34.
 PIP_PLATFORMS = [arg for minor in range(34, 16, -1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")]
 PIP_PLATFORMS += ["--platform", "manylinux2014_x86_64", "--platform", "manylinux2010_x86_64",
@@ -138,6 +150,18 @@ def pip_baseline(work: Path, project: Path, env: dict) -> tuple[float, Path]:
 def hatch_build(project: Path, env: dict, *args: str) -> tuple[float, Path]:
     command = [sys.executable, "-m", "hatchling", "build", "-t", "lambda-layer", *args]
     return timed(command, cwd=project, env=env), project / "dist" / "lambda" / "layer.zip"
+
+
+def variant_build(work: Path, project: Path, option: str, env: dict) -> tuple[float, Path]:
+    """The project's layer built cold (its packs' keys are new) with ``option`` added to its table."""
+    copy = work / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    text = (copy / "pyproject.toml").read_text()
+    (copy / "pyproject.toml").write_text(text.replace('arch = "x86_64"', f'arch = "x86_64"\n{option}', 1))
+    seconds, layer = hatch_build(copy, env)
+    kept = work / "layer.zip"
+    shutil.copyfile(layer, kept)
+    return seconds, kept
 
 
 def python312() -> str | None:
@@ -256,7 +280,11 @@ def bench_build(bump: str) -> None:
         full_s, _ = hatch_build(project, env, "-c")
         imports = imports_ok(layer, scratch, IMPORTS)
         shutil.copyfile(layer, scratch / "ours-layer.zip")  # the cold build's, before later builds replace it
-        times = import_times({"uv": uv_zip, "ours": scratch / "ours-layer.zip"}, scratch, IMPORTS)
+        variants = {label: variant_build(scratch / "variants" / str(n), project, option, env)
+                    for n, (label, option) in enumerate(VARIANTS.items())}
+        timed_layers = {"uv": uv_zip, "ours": scratch / "ours-layer.zip",
+                        **{label: variants[label][1] for label in variants if label.startswith("bytecode")}}
+        times = import_times(timed_layers, scratch, IMPORTS)
 
         seed = scratch / "seed" / "project"
         shutil.copytree(DEMO, seed, ignore=shutil.ignore_patterns("dist", "__pycache__"))
@@ -292,6 +320,16 @@ def bench_build(bump: str) -> None:
         else:
             print(f"  import time (median of {IMPORT_RUNS}, python3.12 -B -I -S, {len(IMPORTS)} modules and a boto3 "
                   f"client)  {times['uv']:.3f} s uv   {times['ours']:.3f} s ours   {times['ours'] / times['uv']:5.2f}x")
+        print("what each option costs (the layer built cold with one option changed; x uv, and against the default):")
+        print(f"  {'default':24} cold {cold_s:6.2f} s {cold_s / uv_s:5.2f}x   zipped {ours_zipped / MIB:6.1f} MiB "
+              f"{ours_zipped / uv_zipped:5.2f}x   unzipped {ours_unzipped / MIB:6.1f} MiB"
+              + (f"   import {times['ours'] / times['uv']:4.2f}x" if times else ""))
+        for label, (seconds, variant) in variants.items():
+            zipped_size, unzipped_size = variant.stat().st_size, unzipped(variant)
+            imported = f"   import {times[label] / times['uv']:4.2f}x" if times and label in times else ""
+            print(f"  {label:24} cold {seconds:6.2f} s {seconds / uv_s:5.2f}x   zipped {zipped_size / MIB:6.1f} MiB "
+                  f"{zipped_size / uv_zipped:5.2f}x   unzipped {unzipped_size / MIB:6.1f} MiB "
+                  f"({(zipped_size - ours_zipped) / MIB:+.1f} MiB zipped){imported}")
 
 
 def main() -> None:

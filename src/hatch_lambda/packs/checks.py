@@ -92,15 +92,20 @@ def check_declared_sizes(path: Path, dist: Distribution, limit: int = MAX_UNPACK
         raise _refuse(dist, path, problem)
 
 
-def check_record(source: WheelFile, path: Path, dist: Distribution) -> None:
-    """Refuse a wheel whose RECORD does not match its members (names, sha256, sizes)."""
+def check_record(source: WheelFile, path: Path, dist: Distribution, *, contents: bool = True) -> None:
+    """Refuse a wheel whose RECORD does not match its members: names, and with ``contents`` sha256 and sizes
+    (without, the unpacking checks them as it reads each member once: see :mod:`.unpack`)."""
     try:
-        source.validate_record(validate_contents=True)
+        source.validate_record(validate_contents=contents)
     except ValueError as exc:
-        issues = getattr(exc, "issues", None) or [str(exc)]
-        shown = "; ".join(issue.replace(f"In {path}, ", "") for issue in issues[:3])
-        more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
-        raise _refuse(dist, path, f"does not match its RECORD: {shown}{more}") from None
+        raise record_mismatch(dist, path, getattr(exc, "issues", None) or [str(exc)]) from None
+
+
+def record_mismatch(dist: Distribution, path: Path, issues: list[str]) -> LambdaBuildError:
+    """The error for a wheel whose members are not what its RECORD says (pypa/installer's wording of each)."""
+    shown = "; ".join(issue.replace(f"In {path}, ", "") for issue in issues[:3])
+    more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
+    return _refuse(dist, path, f"does not match its RECORD: {shown}{more}")
 
 
 def installed_paths(source: WheelFile) -> dict[str, str]:
