@@ -24,9 +24,8 @@ import json
 import os
 import re
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from hatch_lambda.cache.store import key_of
@@ -35,7 +34,7 @@ from hatch_lambda.fetch.builds import Wheel
 from hatch_lambda.lockfile.resolve import Distribution
 from hatch_lambda.packs.bytecode import compile_tree
 from hatch_lambda.packs.contents import DistributionContents, contents, staged_sizes
-from hatch_lambda.packs.deflate import ENCODER, Compressed, compress, tree_entries
+from hatch_lambda.packs.deflate import ENCODER, Compressed, compress, compress_bytes, tree_entries
 from hatch_lambda.packs.elf import ElfInfo, elf_objects
 from hatch_lambda.packs.strip import PruneReport, prune, strip_tree_symbols
 from hatch_lambda.packs.unpack import (
@@ -213,16 +212,21 @@ def pack_from_tree(spec: PackSpec, key: str, root: Path, staged: StagedDistribut
     sizes = staged_sizes(tree)
     # Duplicate libraries are judged at assembly, across every distribution of the artifact.
     pruned = prune(root, strip=spec.strip, drop=spec.strip_patterns, keep=spec.keep_patterns)
+    early: dict[Path, Future[Compressed]] = {}  # shared objects, deflated on the other cores while the rest goes on
+
+    def deflate_stripped(path: Path, data: bytes) -> None:
+        early[path] = pool.submit(compress_bytes, data, spec.level, bool(path.stat().st_mode & 0o111))
+
     if spec.strip and spec.strip_symbols:
         # Before the ELF facts are read: the audit judges the files as they ship.
-        strip_tree_symbols(root, pruned, keep=spec.keep_patterns)
+        strip_tree_symbols(root, pruned, keep=spec.keep_patterns, done=deflate_stripped)
     mentions = library_mentions(root)  # before "only" removes the sources
     if spec.compiler is not None:
         compile_tree(spec.compiler, root, spec.bytecode, spec.python)
     elf, _ = elf_objects(root)
     entries = tree_entries(root)
-    deflated = list(pool.map(partial(compress, level=spec.level), [e.source for e in entries]))
-    files = {e.name: c for e, c in zip(entries, deflated, strict=True)}
+    later = {e.source: pool.submit(compress, e.source, spec.level) for e in entries if e.source not in early}
+    files = {e.name: (early.get(e.source) or later[e.source]).result() for e in entries}
     described = contents(tree, pruned, sizes)[staged.name]
     return Pack(key, staged.name, staged.version, files, pruned, sum(c.size for c in files.values()), False,
                 record, tuple(elf), described, mentions, wheel)

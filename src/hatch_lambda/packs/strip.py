@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,12 +135,15 @@ def remove_empty_dirs(root: Path) -> None:
             os.rmdir(directory)
 
 
-def strip_tree_symbols(root: Path, report: PruneReport, *, keep: tuple[str, ...] = ()) -> None:
+def strip_tree_symbols(root: Path, report: PruneReport, *, keep: tuple[str, ...] = (),
+                       done: Callable[[Path, bytes], None] | None = None) -> None:
     """Take the symbol tables and debug sections out of every ELF file under ``root`` where that is safe.
 
     Each one is recorded in ``report``: the bytes it lost, or, when its layout
     allows no safe removal, its path among those left alone. A file is
-    replaced whole (same mode), never written in place.
+    replaced whole (same mode), never written in place. ``done`` is given each
+    ELF file's path and final contents as soon as it has them (the pack deflates
+    it on other cores meanwhile).
     """
     keep_spec = _spec(keep)
     for directory, dirs, files in os.walk(root):
@@ -153,12 +156,16 @@ def strip_tree_symbols(root: Path, report: PruneReport, *, keep: tuple[str, ...]
             with full.open("rb") as handle:
                 if handle.read(4) != b"\x7fELF":
                     continue
-            result = strip_symbols(full.read_bytes())
+            data = full.read_bytes()
+            result = strip_symbols(data)
             if result.outcome == "stripped":
                 _replace(full, result.data)
                 report.add_symbols(path, result.removed)
+                data = result.data
             elif result.outcome == "layout":
                 report.left_alone.append(path)
+            if done is not None:
+                done(full, data)
     report.left_alone.sort()
 
 
