@@ -20,7 +20,7 @@ import pytest
 import tomli_w
 
 from helpers.builds import assert_failed_cleanly, hatchling_build
-from helpers.projects import LAYER, git, uv_lock
+from helpers.projects import LAYER, copy_fixture, git, uv_lock
 
 pytestmark = pytest.mark.network  # build backends (setuptools, hatch-vcs) come from the package index
 
@@ -107,6 +107,20 @@ def test_a_path_dependency_outside_the_project_built_by_setuptools_is_left_as_it
             "python/shared_lib-0.4.0.dist-info/METADATA"} <= names
     assert "python/sharedlib/stale.py" not in names
     assert "shared-lib 0.4.0: built from ../lib" in build.output
+
+
+def test_an_editable_workspace_member_and_path_dependency_are_left_as_they_were(tmp_path, cache):
+    """dynamic-app: its member (setuptools) computes its dependencies, so its metadata is read through the
+    backend too (on a copy in the cache); the path dependency is editable."""
+    project = copy_fixture("dynamic-app", tmp_path)
+    before = snapshot(project, leave_out=(project / "dist",))
+
+    hatchling_build(project, LAYER, cache=cache)
+
+    assert changes(before, snapshot(project, leave_out=(project / "dist",))) == []
+    names = layer_names(project)
+    assert any(name.startswith("python/dynmember/") for name in names), sorted(names)
+    assert any(name.startswith("python/sdk/") for name in names), sorted(names)
 
 
 def _commit(repo: Path, message: str) -> str:
