@@ -132,8 +132,8 @@ def _commit(repo: Path, message: str) -> str:
 def versioned_project(tmp_path: Path, layout: str) -> tuple[Path, Path, str]:
     """A library whose version comes from git (tag v1.2.3, then one more commit), and a project using it:
     the repository, the project, the commit."""
-    if layout.startswith("own"):
-        repo = lib = tmp_path / "vlib"
+    if layout.endswith("setuptools-scm"):
+        repo = lib = tmp_path / ("vlib" if layout.startswith("own") else "vlib-repository")
         setuptools_lib(lib, {
             "build-system": {"requires": ["setuptools>=68", "setuptools-scm>=8"],
                              "build-backend": "setuptools.build_meta"},
@@ -159,12 +159,15 @@ def versioned_project(tmp_path: Path, layout: str) -> tuple[Path, Path, str]:
     git(repo, "tag", "v1.2.3")
     (lib / "src" / "sharedlib" / "__init__.py").write_text("VALUE = 'later'\n")
     head = _commit(repo, "later")
+    if layout.startswith("linked"):  # the library is a linked worktree: its .git is a file naming a gitdir
+        git(repo, "worktree", "add", "-q", "--detach", str(tmp_path / "vlib"), "HEAD")
     uv_lock(app)
     assert "versioned-lib" in (app / "uv.lock").read_text()
     return repo, app, head
 
 
-@pytest.mark.parametrize("layout", ["own-repository-setuptools-scm", "monorepo-hatch-vcs"])
+@pytest.mark.parametrize("layout", ["own-repository-setuptools-scm", "linked-worktree-setuptools-scm",
+                                    "monorepo-hatch-vcs"])
 def test_a_version_from_git_is_the_one_read_in_place_and_git_is_left_alone(tmp_path, cache, layout):
     """The copy gets a read-only view of the history: the tag, the distance, the commit, and a clean tree."""
     _repo, app, head = versioned_project(tmp_path, layout)
@@ -213,7 +216,8 @@ def test_a_link_out_of_the_tree_the_build_needs_is_named_in_the_error(tmp_path, 
 
     assert_failed_cleanly(build, "building a wheel of shared-lib==0.4.0 (directory ../lib) failed",
                           f"left out these links out of {lib.resolve()}",
-                          "src/sharedlib/extra -> ../../../extra-code")
+                          "src/sharedlib/extra -> ../../../extra-code",
+                          f"fix: make that link point inside {lib.resolve()}, or put what it points to there")
     assert build.result.returncode == 2
     assert changes(before, snapshot(tmp_path / "lib")) == []
 

@@ -71,9 +71,9 @@ def builder(python: str | None) -> tuple[list[str], str]:
 
 
 def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log, python: str | None = None,
-                environment: dict[str, str] | None = None, note: str = "") -> Path:
+                environment: dict[str, str] | None = None) -> Path:
     """Build a regular (not editable) wheel from a source tree, by a CPython of ``python`` when one is found;
-    ``environment`` replaces this process's, ``note`` ends the message of a failed build."""
+    ``environment`` replaces this process's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     start, version = builder(python)
     command = [*start, str(out_dir), str(source_dir)]
@@ -82,7 +82,7 @@ def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log, python: s
     result = subprocess.run(command, capture_output=True, text=True, env=nested_environment(environment or os.environ))
     if result.returncode != 0:
         tail = "\n    ".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}{note}")
+        raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}")
     wheels = sorted(out_dir.glob("*.whl"))
     if len(wheels) != 1:
         raise LambdaBuildError(f"building {label} produced {len(wheels)} wheels, expected one")
@@ -136,11 +136,19 @@ def local_build(dist: Distribution, source: Path, work: Path, log: Log, python: 
     try:
         copy = copy_source(source, into, label, keep_out=keep_out)
         notes = [copy.history] if copy.history else []
-        notes += [f"link {link} left out of the copy (a directory outside {source})" for link in copy.left_out]
+        notes += [f"link {link} left out of the copy (it points outside {source}, not to a file)"
+                  for link in copy.left_out]
         for note in notes:
             log(redact(f"  {dist.name}: {note}"))
-        wheel = build_wheel(copy.tree, work / "wheels" / dist.name, label, log, python, copy.environment,
-                            copy.failure_note())
+        try:
+            wheel = build_wheel(copy.tree, work / "wheels" / dist.name, label, log, python, copy.environment)
+        except LambdaBuildError as exc:
+            if not copy.left_out:
+                raise
+            one = len(copy.left_out) == 1
+            raise LambdaBuildError(exc.problem + copy.failure_note(),
+                                   f"make {'that link' if one else 'those links'} point inside {source}, or put "
+                                   f"what {'it points' if one else 'they point'} to there") from None
     finally:  # the copy is not needed once its wheel is built
         shutil.rmtree(into, ignore_errors=True)
     refuse_other(dist, wheel, source)

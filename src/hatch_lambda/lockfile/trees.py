@@ -63,8 +63,8 @@ class TreeCopy:
         """What to add to the message of a failed build of the copy."""
         if not self.left_out:
             return ""
-        return (f"\n    the copy it was built from left out these links out of {self.source} (they point to "
-                f"directories outside it): {', '.join(self.left_out)}")
+        return (f"\n    the copy it was built from left out these links out of {self.source} (they point outside "
+                f"it, and not to a file): {', '.join(self.left_out)}")
 
 
 @dataclass
