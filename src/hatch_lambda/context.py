@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hatch_lambda.scratch import PREFIX as SCRATCH_PREFIX
+
 Log = Callable[[str], None]
 
 
@@ -21,6 +23,14 @@ class BuildContext:
     def work(self) -> Path:
         """The build's working files (unpacked wheels, built wheels, checkouts), inside its scratch directory."""
         return self.scratch / "work"
+
+    @property
+    def output(self) -> Path:
+        """The output directory: the one the build's outermost scratch directory is in."""
+        for directory in (self.scratch, *self.scratch.parents):
+            if directory.name.startswith(SCRATCH_PREFIX):
+                return directory.parent
+        return self.scratch.parent
 
     @property
     def cached(self) -> bool:

@@ -4,6 +4,10 @@ Built on this machine, by a CPython of the target's version when one is found
 (else by the one running the build); a wheel built from an sdist or a git checkout is accepted
 only when it is pure Python (a native one must be built in the Lambda image), and
 is cached (``built/<sdist sha256>``, ``git/<key>``) since its source never changes.
+A local tree (workspace member, path or directory source) is built from a copy
+in the build's scratch directory (see :mod:`hatch_lambda.lockfile.trees`), never
+where it is; every built wheel must be the distribution (and the version, when
+the lock records one) uv.lock names.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from hatch_lambda.context import Log
 from hatch_lambda.errors import LambdaBuildError, redact
 from hatch_lambda.fetch.git import built_wheel, parse_git_source
 from hatch_lambda.lockfile.resolve import Distribution
+from hatch_lambda.lockfile.trees import copy_source
 from hatch_lambda.nesting import nested_environment
 from hatch_lambda.runtime.interpreters import find_python
 
@@ -63,14 +70,16 @@ def builder(python: str | None) -> tuple[list[str], str]:
     return command, running
 
 
-def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log, python: str | None = None) -> Path:
-    """Build a regular (not editable) wheel from a source tree, by a CPython of ``python`` when one is found."""
+def build_wheel(source_dir: Path, out_dir: Path, label: str, log: Log, python: str | None = None,
+                environment: dict[str, str] | None = None) -> Path:
+    """Build a regular (not editable) wheel from a source tree, by a CPython of ``python`` when one is found;
+    ``environment`` replaces this process's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     start, version = builder(python)
     command = [*start, str(out_dir), str(source_dir)]
     log(redact(f"building {label} into a wheel" + (f" with python{version}" if python is not None else "")))
     # nested_environment(): the lambda build hook must not run again inside this build.
-    result = subprocess.run(command, capture_output=True, text=True, env=nested_environment())
+    result = subprocess.run(command, capture_output=True, text=True, env=nested_environment(environment or os.environ))
     if result.returncode != 0:
         tail = "\n    ".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise LambdaBuildError(f"building a wheel of {label} failed:\n    {tail}")
@@ -117,14 +126,41 @@ def _unpack_sdist(path: Path, into: Path) -> Path:
     return children[0] if len(children) == 1 else into
 
 
+def local_build(dist: Distribution, source: Path, work: Path, log: Log, python: str | None = None,
+                keep_out: tuple[Path, ...] = ()) -> Wheel:
+    """Build the local tree ``source`` of ``dist`` from a copy in ``work`` (``keep_out``, the build's output
+    and cache, left out of it), so that the build backend writes nothing into the user's tree."""
+    label = f"{dist.pin} ({dist.source_kind} {dist.source})"
+    (work / "sources").mkdir(parents=True, exist_ok=True)
+    into = Path(tempfile.mkdtemp(prefix=f"{dist.name}-", dir=work / "sources"))
+    try:
+        copy = copy_source(source, into, label, keep_out=keep_out)
+        notes = [copy.history] if copy.history else []
+        notes += [f"link {link} left out of the copy (it points outside {source}, not to a file)"
+                  for link in copy.left_out]
+        for note in notes:
+            log(redact(f"  {dist.name}: {note}"))
+        try:
+            wheel = build_wheel(copy.tree, work / "wheels" / dist.name, label, log, python, copy.environment)
+        except LambdaBuildError as exc:
+            if not copy.left_out:
+                raise
+            one = len(copy.left_out) == 1
+            raise LambdaBuildError(exc.problem + copy.failure_note(),
+                                   f"make {'that link' if one else 'those links'} point inside {source}, or put "
+                                   f"what {'it points' if one else 'they point'} to there") from None
+    finally:  # the copy is not needed once its wheel is built
+        shutil.rmtree(into, ignore_errors=True)
+    refuse_other(dist, wheel, source)
+    return Wheel(dist, wheel, f"built from {dist.source}")
+
+
 def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: Log,
-               python: str | None = None) -> Wheel:
+               python: str | None = None, keep_out: tuple[Path, ...] = ()) -> Wheel:
     """Build ``dist`` on this machine (by a CPython of the target's ``python`` when one is found); accepted only
-    if the result is pure Python."""
+    if the result is pure Python. A local tree is built from a copy (see :func:`local_build`)."""
     if dist.is_local:
-        wheel = build_wheel(source, work / "wheels" / dist.name, f"{dist.pin} ({dist.source_kind} {dist.source})", log,
-                            python)
-        return Wheel(dist, wheel, f"built from {dist.source}")
+        return local_build(dist, source, work, log, python, keep_out)
     # An sdist: built once per digest (and subdirectory) and Python that builds it, and cached, since the sdist
     # never changes.
     sub = dist.subdirectory
@@ -149,15 +185,16 @@ def host_build(dist: Distribution, source: Path, work: Path, cache: Path, log: L
 
 
 def refuse_other(dist: Distribution, wheel: Path, source: Path) -> None:
-    """A wheel built from an sdist (here or in the image) must be the distribution and version the lock names
-    (its archive may have any name)."""
+    """A wheel built from an sdist (here or in the image) or a local tree must be the distribution and version
+    the lock names (an sdist's archive may have any name; a local tree's version is checked when the lock
+    records one, as uv records none for a dynamic version)."""
     name, version, _, _ = parse_wheel_filename(wheel.name)
     if canonicalize_name(name) != dist.name or (dist.version and version != Version(dist.version)):
+        fix = ("the file is not the release uv.lock names: run `uv lock` again and review the change"
+               if not dist.is_local else f"{source} changed since uv.lock was written: run `uv lock`")
         raise LambdaBuildError(
             f"{dist.pin}: building {source.name} gave {wheel.name}, which is {name} {version}, "
-            f"not {dist.name} {dist.version}".rstrip(),
-            "the file is not the release uv.lock names: run `uv lock` again and review the change",
-        )
+            f"not {dist.name} {dist.version}".rstrip(), fix)
 
 
 def _refuse_native(dist: Distribution, wheel: Path) -> None:

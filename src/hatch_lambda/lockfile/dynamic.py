@@ -5,7 +5,9 @@ A project that lists ``dependencies`` or ``optional-dependencies`` in
 file, a plugin). uv reads them through the PEP 517 hook
 ``prepare_metadata_for_build_wheel`` to judge whether ``uv.lock`` is fresh; so
 does this module, in an isolated build environment (pypa/build), when the
-project's source tree is there. The answer is cached under the digest of the
+project's source tree is there: on a copy of the tree in the cache (see
+:mod:`hatch_lambda.lockfile.trees`), since setuptools writes ``<name>.egg-info``
+into the tree it reads. The answer is cached under the digest of the
 files uv itself watches for such a project (``[tool.uv] cache-keys``, by
 default ``pyproject.toml``, ``setup.py`` and ``setup.cfg``).
 """
@@ -18,12 +20,13 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from hatch_lambda.cache.entry import Entry
+from hatch_lambda.lockfile.trees import copy_source
 from hatch_lambda.nesting import nested_environment
 
 METADATA = "metadata.json"
@@ -113,11 +116,16 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     if cached is not None:
         return cached
     backend = _backend(pyproject)
+    entry.path.parent.mkdir(parents=True, exist_ok=True)
+    copies = Path(tempfile.mkdtemp(prefix=f".{key}.copy-", suffix=".tmp", dir=entry.path.parent))
     try:
-        text = _prepare_metadata(directory)
+        copy = copy_source(directory, copies, f"the project in {directory}", keep_out=[cache])
+        text = _prepare_metadata(copy.tree, copy.environment)
     except Exception as exc:  # noqa: BLE001 - the backend's own failures come in many types
         detail = str(exc).strip().splitlines()
         return NotRead(f"its build backend ({backend}) could not give the metadata: {detail[-1] if detail else exc!r}")
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
     message = email.parser.Parser().parsestr(text)
     result = SourceMetadata(
         tuple(message.get_all("Requires-Dist") or ()), tuple(message.get_all("Provides-Extra") or ()), backend
@@ -130,14 +138,17 @@ def read_metadata(directory: Path, pyproject: dict, cache: Path) -> SourceMetada
     return entry.get(read, fill)
 
 
-def _runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
-    """pyproject_hooks' quiet runner, in the environment of a nested build (no lambda hook inside)."""
+def _runner(environment: Mapping[str, str]) -> Callable[..., None]:
+    """pyproject_hooks' quiet runner, in ``environment`` as a nested build's (no lambda hook inside)."""
     from pyproject_hooks import quiet_subprocess_runner
 
-    quiet_subprocess_runner(cmd, cwd, {**nested_environment(), **(extra_environ or {})})
+    def run(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+        quiet_subprocess_runner(cmd, cwd, {**nested_environment(environment), **(extra_environ or {})})
+
+    return run
 
 
-def _prepare_metadata(directory: Path) -> str:
+def _prepare_metadata(directory: Path, environment: Mapping[str, str]) -> str:
     """The METADATA text ``prepare_metadata_for_build_wheel`` writes, in an isolated environment."""
     from build import ProjectBuilder
     from build.env import DefaultIsolatedEnv
@@ -145,7 +156,7 @@ def _prepare_metadata(directory: Path) -> str:
     installer: Literal["uv", "pip"] = "uv" if shutil.which("uv") else "pip"
     with tempfile.TemporaryDirectory(prefix="hatch-lambda-metadata-") as out, \
             DefaultIsolatedEnv(installer=installer) as env:
-        builder = ProjectBuilder.from_isolated_env(env, directory, runner=_runner)
+        builder = ProjectBuilder.from_isolated_env(env, directory, runner=_runner(environment))
         env.install(builder.build_system_requires)
         env.install(builder.get_requires_for_build("wheel"))
         dist_info = Path(builder.metadata_path(out))

@@ -4,7 +4,7 @@
   the lock's, so its pack can be found in the cache before it is downloaded;
 - an sdist: built into a wheel once per digest (on the host, or in the Lambda
   image when it is not pure Python and Docker is there), cached in ``built/``;
-- a workspace member, path or directory source: built into a wheel each build;
+- a workspace member, path or directory source: built into a wheel each build, from a copy of its tree;
 - a git source: the locked commit, built into a wheel cached by URL, commit and
   subdirectory.
 
@@ -73,7 +73,9 @@ def pack_sources(
             out[dist.name] = PackSource(dist, pack_key(spec, dist.sha256, file.filename, installer),
                                         "wheel", in_tree, dist.sha256)
     sources = [dist for dist in dists if dist.is_local or dist.source_kind == "git"]
-    built = [_local_wheel(dist, lock_dir, cache, work, log, config.target.python) for dist in sources]
+    # Nothing of the build's output, cache or store is copied with a local tree that holds them.
+    keep_out = (ctx.output, ctx.cache, ctx.store)
+    built = [_local_wheel(dist, lock_dir, cache, work, log, config.target.python, keep_out) for dist in sources]
     sdists = [dist for dist in dists if dist.file is not None and dist.file.kind == "sdist"]
     if sdists:
         built += sdist_wheels(config, sdists, fetch_all(sdists, cache, lock_dir, credentials=credentials), cache,
@@ -86,9 +88,10 @@ def pack_sources(
     return [out[dist.name] for dist in dists]
 
 
-def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log, python: str) -> Wheel:
+def _local_wheel(dist: Distribution, lock_dir: Path, cache: Path, work: Path, log: Log, python: str,
+                 keep_out: tuple[Path, ...]) -> Wheel:
     if dist.source_kind == "git":
         return git_build(dist, work, cache, log)
-    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log, python)
+    return host_build(dist, (lock_dir / dist.source).resolve(), work, cache, log, python, keep_out)
 
 
