@@ -65,6 +65,10 @@ def zip_date_time(environ: Mapping[str, str] = os.environ) -> tuple[int, int, in
     return time.gmtime(max(int(text), ZIP_FIRST))[:6]
 
 
+#: A directory entry's contents.
+EMPTY = Compressed(zipfile.ZIP_STORED, 0, 0, b"", False)
+
+
 def _info(name: str, mode: int, date_time: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time)
     info.create_system = 3  # Unix, so the mode bits are read
@@ -119,7 +123,9 @@ def write_compressed(contents: dict[str, Compressed], destination: Path) -> Writ
     with zipfile.ZipFile(destination, "w") as archive:
         for name in names:
             if name.endswith("/"):
-                archive.writestr(_info(name, stat.S_IFDIR | 0o755, date_time), b"")
+                # Appended as the files are, not with writestr: a Ctrl-C inside writestr leaves an entry's
+                # handle open, and zipfile then raises over the interrupt when the archive closes.
+                _write_compressed(archive, _info(name, stat.S_IFDIR | 0o755, date_time), EMPTY)
                 continue
             content = contents[name]
             info = _info(name, stat.S_IFREG | (0o755 if content.executable else 0o644), date_time)
