@@ -18,9 +18,11 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from uv import find_uv_bin
 from hatch_lambda.packs.pack import PackSpec, pack_key
 from hatch_lambda.runtime.interpreters import Compiler, find_python
 
-from helpers.builds import assert_failed_cleanly, digests, extract, hatchling_build, manifest
+from helpers.builds import assert_failed_cleanly, build_env, digests, extract, hatchling_build, manifest
 from helpers.dockerutil import docker_build, image_template, in_ci, use_docker
 from helpers.projects import (
     LAYER,
@@ -481,3 +483,61 @@ def test_an_sdist_is_built_by_a_cpython_of_the_target_version(tmp_path, cache):
     # cached under the sdist's digest and a digest naming the Python that built it
     variant = hashlib.sha256(f"\0python{other}".encode()).hexdigest()[:16]
     assert list(cache.glob(f"built/*/*-{variant}/verdep-1.0-py{other.replace('.', '')}-none-any.whl"))
+
+
+#: A module that takes the image's python seconds to compile: the window to interrupt the build in.
+SLOW_MODULE = "".join(f"v{i} = {{'k{i}': [{i}, {i} + 1, 's{i}']}}\n" for i in range(150_000)).encode()
+
+
+def _compiling(client, name: str) -> bool:
+    """A container runs the bytecode compiler on the tree that holds the package ``name``."""
+    for container in client.containers.list(sparse=True):  # sparse: no inspection of one that has just gone
+        for mount in container.attrs.get("Mounts") or []:
+            if mount.get("Destination") == "/hatch-lambda/tree" and (Path(mount["Source"]) / name).is_dir():
+                return True
+    return False
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the stand-in image is linux/amd64")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="packs are built in worker processes from two cores on")
+def test_a_build_interrupted_while_the_image_compiles_leaves_no_container(tmp_path, docker_engine, cache,
+                                                                           other_python):
+    """Ctrl-C kills the pack workers: the containers they had compiling go with them."""
+    project = tmp_path / "slowapp"
+    make_wheel(project / "wheels", "slowdep", "1.0", {"slowdep/__init__.py": SLOW_MODULE})
+    make_wheel(project / "wheels", "bcdep", "1.0", DEPENDENCY)
+    local_project(project, "slowapp", {"slowdep": "wheels/slowdep-1.0-py3-none-any.whl",
+                                       "bcdep": "wheels/bcdep-1.0-py3-none-any.whl"}, python=IMAGE_PYTHON,
+                  layer={"installer": "auto", "image": image_template(docker_engine.image), "docker-network": "host"})
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = build_env(cache, {**_bare_environment(tmp_path), "DOCKER_HOST": docker_engine.base_url,
+                            "TMPDIR": str(temporary)})
+    process = subprocess.Popen([other_python, "-m", "hatchling", "build", "-t", LAYER], cwd=project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    client = docker_engine.client
+    try:
+        deadline = time.monotonic() + 300
+        while not _compiling(client, "slowdep"):
+            assert process.poll() is None, f"the build ended before compiling slowdep:\n{process.stdout.read()}"
+            assert time.monotonic() < deadline, "the build never compiled slowdep in the image"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 130, output
+        assert "compiled by CPython 3.11" in output and "interrupted; the previous artifacts are untouched" in output
+        assert "Traceback" not in output, output
+        left = client.containers.list(all=True)
+        assert left == [], [(c.short_id, c.status, c.attrs.get("Mounts")) for c in left]
+        # nor a directory the killed workers were compiling in
+        assert list(temporary.iterdir()) == []
+        assert not (project / OUT).exists() or list((project / OUT).iterdir()) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for container in client.containers.list(all=True):  # none of this session's other tests leaves one
+            container.remove(force=True)
