@@ -5,7 +5,10 @@ projects whose dependency is a wheel written here; the unzipped layer is
 imported by a fresh ``pythonX.Y -B -I -S`` of the target's version, the way
 Lambda's read-only ``/opt`` is: nothing can be written, so only ``.pyc`` files
 the build shipped are read. The search for a compiler is tested by running it
-in a subprocess whose PATH and pyenv root hold only what the test puts there.
+in a subprocess whose PATH and pyenv root hold only what the test puts there;
+with nothing there, a build run by a virtual environment of another Python
+version has the Lambda stand-in image's Python compile (through the test's
+Docker engine), and the image imports what it compiled.
 """
 
 from __future__ import annotations
@@ -14,19 +17,35 @@ import hashlib
 import io
 import json
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 from hatch_lambda.packs.pack import PackSpec, pack_key
 from hatch_lambda.runtime.interpreters import Compiler, find_python
 
-from helpers.builds import assert_failed_cleanly, digests, hatchling_build, manifest
-from helpers.projects import LAYER, OUT, configure, copy_fixture, local_project, make_wheel, run_cli, uv_command
+from helpers.builds import assert_failed_cleanly, build_env, digests, extract, hatchling_build, manifest
+from helpers.dockerutil import docker_build, image_template, in_ci, use_docker
+from helpers.projects import (
+    LAYER,
+    NATIVE_EXPECTED,
+    OUT,
+    ROOT,
+    configure,
+    copy_fixture,
+    local_project,
+    make_wheel,
+    run_cli,
+    uv_command,
+)
 
 PYTHON = "3.12"
 RUNNING = "%d.%d" % sys.version_info[:2]
@@ -167,16 +186,21 @@ def test_two_clean_builds_give_the_same_bytes(tmp_path, cache):
     assert runs[0] == runs[1]
 
 
-def _bare_environment(tmp_path: Path) -> dict[str, str]:
-    """PATH with uv and nothing else, an empty pyenv root, no uv-managed Pythons, and a home without any."""
+def _bare_environment(tmp_path: Path) -> dict[str, str | None]:
+    """PATH with uv and nothing else, an empty pyenv root, no uv-managed Pythons, a home without any, and no
+    virtual environment (uv finds the one ``VIRTUAL_ENV`` or ``CONDA_PREFIX`` names); None: unset."""
     bin_dir, empty = tmp_path / "bin", tmp_path / "empty"
     bin_dir.mkdir()
     empty.mkdir()
-    uv = uv_command()
-    if len(uv) == 1:
-        (bin_dir / "uv").symlink_to(uv[0])
+    # uv's own executable, never a pyenv shim: the shim runs uv with pyenv's Pythons first on PATH
+    (bin_dir / "uv").symlink_to(find_uv_bin())
     return {"PATH": str(bin_dir), "PYENV_ROOT": str(empty), "UV_PYTHON_INSTALL_DIR": str(empty),
-            "HOME": str(tmp_path)}
+            "HOME": str(tmp_path), "VIRTUAL_ENV": None, "CONDA_PREFIX": None, "UV_PYTHON": None}
+
+
+def _environ(env: dict[str, str | None]) -> dict[str, str]:
+    """This process's environment with ``env`` on top (None: unset)."""
+    return {name: value for name, value in {**os.environ, **env}.items() if value is not None}
 
 
 @pytest.mark.network
@@ -204,12 +228,14 @@ def test_without_a_compiler_the_default_warns_once_and_an_explicit_bytecode_is_a
     assert digests(project / OUT) == before  # the earlier artifacts are untouched
 
 
-def _find(version: str, env: dict[str, str]) -> dict | None:
-    """find_python(version) in a subprocess with ``env``, as (executable, release) or None."""
+def _find(version: str, env: dict[str, str | None], python: str = sys.executable, cwd: Path | None = None
+          ) -> dict | None:
+    """find_python(version) run by ``python`` in a subprocess with ``env`` in ``cwd`` (`uv python find` looks
+    for a ``.venv`` there and above), as (executable, release) or None."""
     script = ("import dataclasses, json, sys; from hatch_lambda.runtime.interpreters import find_python; "
               "found = find_python(sys.argv[1]); print(json.dumps(found and dataclasses.asdict(found)))")
-    result = subprocess.run([sys.executable, "-c", script, version], capture_output=True, text=True,
-                            env={**os.environ, **env}, timeout=300)
+    result = subprocess.run([python, "-c", script, version], capture_output=True, text=True,
+                            env=_environ(env), cwd=cwd, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -232,6 +258,153 @@ def test_a_compiler_is_found_on_path_under_pyenv_and_as_the_running_interpreter(
     assert found is not None and found["python"] == other
     # the interpreter running the build, before anything on PATH
     assert _find(RUNNING, env)["executable"] == _find(RUNNING, {})["executable"] == sys.executable
+
+
+# --------------------------------------------------------------------------
+# No CPython of the target's version on this machine: the Lambda image's compiles (through Docker)
+
+IMAGE_PYTHON = "3.11"  # the stand-in image's (tests/helpers/engine.py)
+IMAGE_PROBE = "import importlib.util, platform; print(platform.python_version(), importlib.util.MAGIC_NUMBER.hex())"
+#: Imports every module named in argv[1] from the read-only /var/task and /opt, then calls native-app's handler.
+IMAGE_IMPORT = r"""
+import importlib, json, sys
+sys.path[:0] = ["/var/task", "/opt/python"]
+loaded = {}
+for name in json.loads(sys.argv[1]):
+    module = importlib.import_module(name)
+    loaded[name] = [type(module.__spec__.loader).__name__, module.__file__]
+from native_app.handler import handler
+print(json.dumps({"loaded": loaded, "result": handler({}, None)}))
+"""
+#: What each source of a "compile" build is replaced by before the import: reading one fails it.
+POISON = b"raise RuntimeError('the source was read, not its .pyc')\n"
+
+
+@pytest.fixture(scope="session")
+def other_python(tmp_path_factory) -> str:
+    """The python of a virtual environment made from a CPython that is not 3.11 (3.13, else 3.12), with this
+    checkout installed (``pip install -e``): a build it runs cannot compile 3.11 bytecode with itself."""
+    found = next(filter(None, (find_python(version) for version in ("3.13", "3.12"))), None)
+    if found is None:
+        message = "no CPython 3.13 or 3.12 on this machine to run a build that finds no CPython 3.11"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    venv = tmp_path_factory.mktemp(f"venv-{found.python}") / "venv"
+    subprocess.run([found.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run([python, "-m", "pip", "install", "-q", "-e", str(ROOT)], capture_output=True,
+                               text=True, timeout=900)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return python
+
+
+def _module(name: str, prefix: str = "") -> str:
+    """The module a .pyc holds: ``python/yaml/__pycache__/nodes.cpython-311.pyc`` or ``python/yaml/nodes.pyc``
+    (``prefix`` "python/") -> ``yaml.nodes``."""
+    head, cached, tail = name[len(prefix):].rpartition("__pycache__/")
+    path = head + tail.split(".")[0] if cached else tail[:-len(".pyc")]
+    parts = path.split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _image_pycs(path: Path, magic: bytes, mode: str) -> list[str]:
+    """The .pyc files of a zip, each checked: the image's magic number, unchecked-hash, where ``mode`` puts it,
+    and beside its source (``compile``) or in its place (``only``)."""
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        headers = {name: archive.read(name)[:8] for name in names if name.endswith(".pyc")}
+    assert headers, names
+    assert {name: (header[:4], _pyc_flags(header)) for name, header in headers.items()} == {
+        name: (magic, FLAGS_UNCHECKED_HASH) for name in headers}
+    for name in headers:
+        if mode == "compile":
+            head, _, tail = name.rpartition("__pycache__/")
+            assert tail.endswith(f".cpython-{IMAGE_PYTHON.replace('.', '')}.pyc"), name
+            assert head + tail.split(".")[0] + ".py" in names, name
+        else:
+            assert "__pycache__" not in name and name[:-1] not in names, name
+    if mode == "only":
+        assert not [name for name in names if name.endswith(".py")], names
+    return sorted(headers)
+
+
+def _import_in_image(engine, opt: Path, task: Path, modules: list[str]) -> dict:
+    """IMAGE_IMPORT run by the image's ``python3.11 -B -I -S``: the unzipped layer at /opt and the function at
+    /var/task, both read-only (as on Lambda: no bytecode can be written), no network."""
+    output = engine.client.containers.run(
+        engine.image, command=["-B", "-I", "-S", "-c", IMAGE_IMPORT, json.dumps(modules)],
+        entrypoint=[f"/var/lang/bin/python{IMAGE_PYTHON}"], network_disabled=True, remove=True,
+        volumes={str(opt): {"bind": "/opt", "mode": "ro"}, str(task): {"bind": "/var/task", "mode": "ro"}},
+        stdout=True, stderr=False)
+    return json.loads(output)
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the stand-in image is linux/amd64")
+def test_without_a_cpython_of_the_target_version_the_lambda_image_compiles(tmp_path, docker_engine, cache,
+                                                                             other_python):
+    env = _bare_environment(tmp_path)
+    # Nowhere the search looks is there a CPython 3.11: not the build's interpreter, PATH, uv's or pyenv's
+    # Pythons, nor what `uv python find` finds.
+    assert _find(IMAGE_PYTHON, env, other_python, cwd=tmp_path) is None  # where the builds run (below)
+    uv_find = subprocess.run([find_uv_bin(), "python", "find", "--no-project", IMAGE_PYTHON], cwd=tmp_path,
+                             env=_environ(env), capture_output=True, text=True, timeout=120)
+    assert uv_find.returncode != 0, uv_find.stdout
+    probe = docker_engine.client.containers.run(
+        docker_engine.image, command=["-I", "-c", IMAGE_PROBE], entrypoint=[f"/var/lang/bin/python{IMAGE_PYTHON}"],
+        network_disabled=True, remove=True).decode()
+    release, magic = probe.split()[0], bytes.fromhex(probe.split()[1])
+    image = image_template(docker_engine.image)
+    functions = {"native-app": {"handler": "native_app.handler.handler"}}
+
+    # installer = "docker", bytecode = "compile" (the default): two clean builds, in two copies
+    builds = []
+    for number in range(2):
+        project = copy_fixture("native-app", tmp_path / f"run{number}")
+        use_docker(project, "docker", image, functions=functions)
+        builds.append(docker_build(project, docker_engine, cache, env=env, args=("-c",), python=other_python))
+    build = builds[0]
+    assert f"bytecode (compile): compiled by CPython {release} (in {docker_engine.image})" in build.output
+    assert f"installing 3 distributions in {docker_engine.image}" in build.output
+    assert f"handler native_app.handler.handler of native-app: imported in {docker_engine.image}" in build.output
+    section = manifest(build.out())["targets"][LAYER]
+    assert section["bytecode"] == {"mode": "compile", "compiler": release}
+    assert digests(builds[0].out()) == digests(builds[1].out())
+    layer = _image_pycs(build.out("layer.zip"), magic, "compile")
+    own = _image_pycs(build.out("native-app.zip"), magic, "compile")
+    assert len(layer) > 20 and "native_app/__pycache__/handler.cpython-311.pyc" in own
+    # every source is still there but poisoned: only the .pyc files can make the imports work
+    opt = extract(build.out("layer.zip"), tmp_path / "compile" / "opt")
+    task = extract(build.out("native-app.zip"), tmp_path / "compile" / "task")
+    for root, names in ((opt, layer), (task, own)):
+        for name in names:
+            head, _, tail = name.rpartition("__pycache__/")
+            (root / (head + tail.split(".")[0] + ".py")).write_bytes(POISON)
+    modules = [_module(name, "python/") for name in layer] + [_module(name) for name in own]
+    ran = _import_in_image(docker_engine, opt, task, modules)
+    assert ran["result"] == NATIVE_EXPECTED
+    assert {name: loader for name, (loader, _) in ran["loaded"].items()} == dict.fromkeys(modules, "SourceFileLoader")
+
+    # installer = "auto" (the wheels unpacked here), bytecode = "only": no sources at all
+    project = copy_fixture("native-app", tmp_path / "only")
+    use_docker(project, "auto", image, bytecode="only", smoke_import=True, functions=functions)
+    only = docker_build(project, docker_engine, cache, env=env, python=other_python)
+    assert f"bytecode (only): compiled by CPython {release} (in {docker_engine.image})" in only.output
+    assert f"installing 3 distributions in {docker_engine.image}" not in only.output
+    assert f"imported with python{IMAGE_PYTHON} in {docker_engine.image}" in only.output  # the smoke import
+    assert manifest(only.out())["targets"][LAYER]["bytecode"] == {"mode": "only", "compiler": release}
+    layer = _image_pycs(only.out("layer.zip"), magic, "only")
+    own = _image_pycs(only.out("native-app.zip"), magic, "only")
+    assert len(layer) > 20 and "native_app/handler.pyc" in own
+    opt = extract(only.out("layer.zip"), tmp_path / "only-run" / "opt")
+    task = extract(only.out("native-app.zip"), tmp_path / "only-run" / "task")
+    modules = [_module(name, "python/") for name in layer] + [_module(name) for name in own]
+    ran = _import_in_image(docker_engine, opt, task, modules)
+    assert ran["result"] == NATIVE_EXPECTED
+    assert {name: loader for name, (loader, _) in ran["loaded"].items()} == dict.fromkeys(
+        modules, "SourcelessFileLoader")
 
 
 def test_the_pack_key_changes_with_the_compiler_release():
@@ -310,3 +483,61 @@ def test_an_sdist_is_built_by_a_cpython_of_the_target_version(tmp_path, cache):
     # cached under the sdist's digest and a digest naming the Python that built it
     variant = hashlib.sha256(f"\0python{other}".encode()).hexdigest()[:16]
     assert list(cache.glob(f"built/*/*-{variant}/verdep-1.0-py{other.replace('.', '')}-none-any.whl"))
+
+
+#: A module that takes the image's python seconds to compile: the window to interrupt the build in.
+SLOW_MODULE = "".join(f"v{i} = {{'k{i}': [{i}, {i} + 1, 's{i}']}}\n" for i in range(150_000)).encode()
+
+
+def _compiling(client, name: str) -> bool:
+    """A container runs the bytecode compiler on the tree that holds the package ``name``."""
+    for container in client.containers.list(sparse=True):  # sparse: no inspection of one that has just gone
+        for mount in container.attrs.get("Mounts") or []:
+            if mount.get("Destination") == "/hatch-lambda/tree" and (Path(mount["Source"]) / name).is_dir():
+                return True
+    return False
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the stand-in image is linux/amd64")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="packs are built in worker processes from two cores on")
+def test_a_build_interrupted_while_the_image_compiles_leaves_no_container(tmp_path, docker_engine, cache,
+                                                                           other_python):
+    """Ctrl-C kills the pack workers: the containers they had compiling go with them."""
+    project = tmp_path / "slowapp"
+    make_wheel(project / "wheels", "slowdep", "1.0", {"slowdep/__init__.py": SLOW_MODULE})
+    make_wheel(project / "wheels", "bcdep", "1.0", DEPENDENCY)
+    local_project(project, "slowapp", {"slowdep": "wheels/slowdep-1.0-py3-none-any.whl",
+                                       "bcdep": "wheels/bcdep-1.0-py3-none-any.whl"}, python=IMAGE_PYTHON,
+                  layer={"installer": "auto", "image": image_template(docker_engine.image), "docker-network": "host"})
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = build_env(cache, {**_bare_environment(tmp_path), "DOCKER_HOST": docker_engine.base_url,
+                            "TMPDIR": str(temporary)})
+    process = subprocess.Popen([other_python, "-m", "hatchling", "build", "-t", LAYER], cwd=project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    client = docker_engine.client
+    try:
+        deadline = time.monotonic() + 300
+        while not _compiling(client, "slowdep"):
+            assert process.poll() is None, f"the build ended before compiling slowdep:\n{process.stdout.read()}"
+            assert time.monotonic() < deadline, "the build never compiled slowdep in the image"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 130, output
+        assert "compiled by CPython 3.11" in output and "interrupted; the previous artifacts are untouched" in output
+        assert "Traceback" not in output, output
+        left = client.containers.list(all=True)
+        assert left == [], [(c.short_id, c.status, c.attrs.get("Mounts")) for c in left]
+        # nor a directory the killed workers were compiling in
+        assert list(temporary.iterdir()) == []
+        assert not (project / OUT).exists() or list((project / OUT).iterdir()) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for container in client.containers.list(all=True):  # none of this session's other tests leaves one
+            container.remove(force=True)

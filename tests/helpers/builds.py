@@ -44,7 +44,8 @@ def fresh_cache(session: Path, directory: Path) -> Path:
     return directory
 
 
-def build_env(cache: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def build_env(cache: Path, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment for a build, with its cache and no Docker; ``extra`` on top (None: unset)."""
     env = dict(os.environ)
     # Nothing from the outer environment may steer a build: reproducible-date
     # and hatch build variables are dropped, and Docker is pointed at a socket
@@ -55,7 +56,11 @@ def build_env(cache: Path, extra: dict[str, str] | None = None) -> dict[str, str
     env["HATCH_LAMBDA_CACHE_DIR"] = str(cache)
     env["DOCKER_HOST"] = f"unix://{cache}/no-docker-here.sock"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
@@ -81,11 +86,12 @@ def hatchling_build(
     *targets: str,
     cache: Path,
     args: Iterable[str] = (),
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     check: bool = True,
+    python: str = sys.executable,
 ) -> Build:
-    """``python -m hatchling build -t <target>... <args>`` in ``project``."""
-    command = [sys.executable, "-m", "hatchling", "build"]
+    """``python -m hatchling build -t <target>... <args>`` in ``project`` (``python``: this one's by default)."""
+    command = [python, "-m", "hatchling", "build"]
     for target in targets or (LAYER,):
         command += ["-t", target]
     command += list(args)

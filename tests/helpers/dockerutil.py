@@ -46,13 +46,15 @@ def use_docker(project: Path, installer: str, image: str, **keys) -> dict:
 
 
 def docker_build(project: Path, engine, cache: Path, *, docker_host: str | None = None, check: bool = True,
-                 env: dict[str, str] | None = None) -> Build:
-    """Build lambda-layer with DOCKER_HOST set to the test engine (or ``docker_host``).
+                 env: dict[str, str | None] | None = None, args: tuple[str, ...] = (),
+                 python: str = sys.executable) -> Build:
+    """Build lambda-layer with DOCKER_HOST set to the test engine (or ``docker_host``), run by ``python``.
 
     Every build, failed or not, must leave no container behind on the engine.
     """
     build = hatchling_build(
-        project, LAYER, cache=cache, check=check, env={"DOCKER_HOST": docker_host or engine.base_url, **(env or {})}
+        project, LAYER, cache=cache, check=check, args=args, python=python,
+        env={"DOCKER_HOST": docker_host or engine.base_url, **(env or {})},
     )
     left = engine.client.containers.list(all=True)
     assert left == [], f"containers left on the engine: {[(c.short_id, c.image.tags, c.status) for c in left]}"

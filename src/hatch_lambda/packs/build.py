@@ -27,6 +27,7 @@ from hatch_lambda.context import BuildContext
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.fetch.credentials import Credentials
 from hatch_lambda.fetch.files import fetch_one, progress_for
+from hatch_lambda.packs.bytecode import remove_compilers_under
 from hatch_lambda.packs.pack import INDEX, Pack, PackSpec, load, pack_from_tree, pack_from_wheel, write
 from hatch_lambda.packs.sources import PackSource
 from hatch_lambda.packs.unpack import StagedDistribution
@@ -109,6 +110,8 @@ def packs_for(
             future.cancel()
         for pool in pools:
             stop_workers(pool)
+        if pools and spec.compiler is not None and spec.compiler.image:
+            remove_compilers_under(ctx.work)  # what the killed workers were compiling in the image
         raise
     finally:
         jobs.shutdown(wait=True, cancel_futures=True)

@@ -19,16 +19,23 @@ the same pack serves a layer (``/opt/python/``) and a fat zip (``/var/task/``),
 and with ``compile`` the import system replaces it by the source's real path
 when it loads the ``.pyc``; with ``only`` tracebacks show that relative path.
 A file that does not compile (syntax of another Python) keeps its source only.
+
+Compiled in the Lambda image, each tree's container is labelled with the tree's
+path: a build that stops (Ctrl-C, or a refusal) kills its pack workers, which
+cannot remove the containers they started, so the build removes every one
+compiling a tree in its scratch directory (:func:`remove_compilers_under`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +46,9 @@ from hatch_lambda.runtime.interpreters import Compiler
 
 TIMEOUT = 1800  # seconds for one tree
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The label of a container compiling a tree in the image: the tree's path on this machine.
+TREE_LABEL = "org.hatch-lambda.bytecode-tree"
+REMOVE_ATTEMPTS = 25  # of removing a stopped build's compilers, 0.2 s apart
 
 PARENT = "HATCH_LAMBDA_PARENT_PID"
 #: The compiler ends when the process that started it does (Linux's PR_SET_PDEATHSIG), so a build stopped
@@ -106,7 +116,8 @@ def compile_tree(compiler: Compiler, root: Path, mode: str, python: str) -> Comp
     if not paths:
         return Compiled(0, ())
     rows = [[path, pyc_name(path, mode, python), path] for path in paths]
-    with tempfile.TemporaryDirectory(prefix="hatch-lambda-bytecode-") as scratch:
+    # Beside the tree, in the build's scratch directory: removed with it when a killed worker cannot.
+    with tempfile.TemporaryDirectory(prefix="hatch-lambda-bytecode-", dir=root.parent) as scratch:
         job = Path(scratch)
         (job / "job.json").write_text(json.dumps(rows), encoding="utf-8")
         if compiler.executable:
@@ -151,7 +162,34 @@ def _in_image(compiler: Compiler, root: Path, job: Path) -> None:
         run([python, "-S", "-s", "-c", SCRIPT, "/hatch-lambda/tree", "/hatch-lambda/job/job.json",
              "/hatch-lambda/job/result.json"],
             {"/hatch-lambda/tree": (root, "rw"), "/hatch-lambda/job": (job, "rw")}, network=None,
-            environment={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, what="compiling bytecode", log=lambda _: None)
+            environment={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, what="compiling bytecode", log=lambda _: None,
+            labels={TREE_LABEL: str(root)})
+    finally:
+        client.close()
+
+
+def remove_compilers_under(directory: Path) -> None:
+    """Remove every container compiling a tree under ``directory`` (a build's scratch), running or not: the
+    pack workers that started them were killed as the build stopped. Best effort: the build is stopping."""
+    directory = directory.resolve()
+    try:
+        client = connect()
+    except LambdaBuildError:
+        return
+    try:
+        for _ in range(REMOVE_ATTEMPTS):
+            try:
+                listed = client.containers.list(all=True, sparse=True, filters={"label": TREE_LABEL})
+            except Exception:  # noqa: BLE001 - the SDK raises several unrelated types; the build is stopping
+                return
+            left = [c for c in listed if directory in Path((c.attrs.get("Labels") or {}).get(TREE_LABEL, "/")).parents]
+            if not left:
+                return
+            for container in left:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+            # what a removal did not take (the engine may still be starting one a killed worker asked for): again
+            time.sleep(0.2)
     finally:
         client.close()
 

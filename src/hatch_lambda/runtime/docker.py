@@ -59,7 +59,7 @@ class Container:
     platform: str
 
     def __call__(self, command: list[str], mounts: dict[str, tuple[Path, str]], *, network: str | None,
-                 environment: dict[str, str], what: str, log: Log) -> None:
+                 environment: dict[str, str], what: str, log: Log, labels: dict[str, str] | None = None) -> None:
         """Run ``command``; ``network`` None means none at all, "" the engine's default."""
         volumes = {str(source): {"bind": target, "mode": mode} for target, (source, mode) in mounts.items()}
         options: dict[str, Any] = {}  # left out when not set, so the engine keeps its default
@@ -79,6 +79,7 @@ class Container:
                 user=f"{os.getuid()}:{os.getgid()}",
                 working_dir="/tmp",
                 platform=self.platform,
+                labels=labels or {},
                 **options,
             )
         except docker.errors.APIError as exc:
