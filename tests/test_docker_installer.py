@@ -407,7 +407,7 @@ def test_pip_failure_in_the_container(tmp_path, broken_app, docker_engine, cache
     failed = refused_without_changes(lambda: docker_build(project, docker_engine, cache, check=False), build)
     assert_failed_cleanly(
         failed,
-        f"pip failed in {docker_engine.image} while building hlbroken==0.1.0",
+        f"pip failed in {docker_engine.image} (exit 1) while building hlbroken==0.1.0",
         "hlbroken: this sdist refuses to become a wheel",  # pip's last lines
         "Failed to build hlbroken",
     )

@@ -163,7 +163,7 @@ def _in_image(compiler: Compiler, root: Path, job: Path) -> None:
              "/hatch-lambda/job/result.json"],
             {"/hatch-lambda/tree": (root, "rw"), "/hatch-lambda/job": (job, "rw")}, network=None,
             environment={"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}, what="compiling bytecode", log=lambda _: None,
-            labels={TREE_LABEL: str(root)})
+            labels={TREE_LABEL: str(root)}, program=f"python{python.rsplit('python', 1)[1]} (the bytecode compiler)")
     finally:
         client.close()
 

@@ -59,8 +59,10 @@ class Container:
     platform: str
 
     def __call__(self, command: list[str], mounts: dict[str, tuple[Path, str]], *, network: str | None,
-                 environment: dict[str, str], what: str, log: Log, labels: dict[str, str] | None = None) -> None:
-        """Run ``command``; ``network`` None means none at all, "" the engine's default."""
+                 environment: dict[str, str], what: str, log: Log, labels: dict[str, str] | None = None,
+                 program: str = "pip") -> None:
+        """Run ``command`` (``program``, as a failure names it); ``network`` None means none at all, "" the
+        engine's default."""
         volumes = {str(source): {"bind": target, "mode": mode} for target, (source, mode) in mounts.items()}
         options: dict[str, Any] = {}  # left out when not set, so the engine keeps its default
         if network is None:
@@ -97,7 +99,7 @@ class Container:
             if "exec format error" in output or "exec user process caused" in output:
                 raise self.not_runnable(what, output.strip())
             tail = "\n    ".join(output.strip().splitlines()[-20:])
-            raise LambdaBuildError(f"pip failed in {self.image} while {what}:\n    {tail}")
+            raise LambdaBuildError(f"{program} failed in {self.image} (exit {code}) while {what}:\n    {tail}")
 
     def not_runnable(self, what: str, detail: object) -> LambdaBuildError:
         return LambdaBuildError(
