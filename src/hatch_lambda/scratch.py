@@ -11,6 +11,7 @@ concurrent build's scratch directory is never touched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -29,6 +30,9 @@ except ImportError:  # not POSIX: fall back to the pid check
     fcntl = None
 
 PREFIX = ".hatch-lambda-"
+#: The file a build writes beside its artifacts, and its format (see :mod:`hatch_lambda.assemble.manifest`).
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
 OWNER = ".owner"
 _POINT_IT = ("point `directory` in the target's table of pyproject.toml (or the -d option) at a directory you "
              "can write")
@@ -166,3 +170,20 @@ def remove_stale(out_dir: Path) -> list[Path]:
             shutil.rmtree(child, ignore_errors=True)
             removed.append(child)
     return removed
+
+
+def holds_build_output(directory: Path | str) -> bool:
+    """Whether ``directory`` holds a manifest.json a build wrote: this format, and a target's artifacts (or the
+    files of one that did not finish) in it. Anything else named manifest.json is not ours. Earlier output
+    directories are judged by this one rule wherever they are met: in function code and in local source trees."""
+    try:
+        data = json.loads(Path(directory, MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("targets"), dict):
+        return False
+    listed = any(isinstance(section, dict) and isinstance(section.get("artifacts"), list) and section["artifacts"]
+                 for section in data["targets"].values())
+    marked = data.get("incomplete")
+    unfinished = isinstance(marked, dict) and any(isinstance(files, list) and files for files in marked.values())
+    return listed or unfinished

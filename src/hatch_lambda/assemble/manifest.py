@@ -20,9 +20,9 @@ from pathlib import Path
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.jsondata import Json, ShapeError
 from hatch_lambda.packs.contents import DistributionContents
+from hatch_lambda.scratch import MANIFEST, MANIFEST_FORMAT
 
-MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = MANIFEST_FORMAT
 
 
 @dataclass(frozen=True)
@@ -156,19 +156,6 @@ class Manifest:
                       for kind, files in (marked.items() if isinstance(marked, dict) else ())
                       if isinstance(files, list)}
         return cls(sections, incomplete)
-
-    @classmethod
-    def written_by_a_build(cls, directory: Path) -> bool:
-        """Whether ``directory`` holds a manifest.json a build wrote: this format, and a target's artifacts
-        (or the files of one that did not finish) in it. Anything else named manifest.json is not ours."""
-        try:
-            data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("targets"), dict):
-            return False
-        document = cls._tolerant(data)
-        return any(section.artifacts for section in document.sections.values()) or any(document.incomplete.values())
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:

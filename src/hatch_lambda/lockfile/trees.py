@@ -26,7 +26,6 @@ hatch-vcs, uv-dynamic-versioning) is offered read-only: see
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -37,6 +36,7 @@ from pathlib import Path
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.lockfile.gitview import git_environment, offer_history
 from hatch_lambda.scratch import PREFIX as SCRATCH_PREFIX
+from hatch_lambda.scratch import holds_build_output
 
 #: Left out wherever they are, whatever they are (a worktree's ``.git`` is a file).
 VCS = frozenset({".git", ".hg", ".svn"})
@@ -45,8 +45,6 @@ SKIP_ANYWHERE = frozenset({".venv", "node_modules", "__pycache__", ".tox", ".nox
                            ".ruff_cache"})
 #: Directories left out at the top of the tree only: below it they may be packages (``src/pkg/build``).
 SKIP_AT_TOP = frozenset({"build", "dist", "venv"})
-#: What hatch-lambda writes beside its artifacts (see :mod:`hatch_lambda.assemble.manifest`).
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -105,25 +103,12 @@ def _unreadable(walk: _Walk, path: Path, exc: OSError) -> LambdaBuildError:
     )
 
 
-def _holds_manifest(directory: str) -> bool:
-    """Whether ``directory`` is one hatch-lambda wrote its artifacts into."""
-    path = os.path.join(directory, MANIFEST)
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read(1 << 22))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "format" in data and isinstance(data.get("targets"), dict)
-
-
 def _left_out_directory(walk: _Walk, path: str, name: str, top: bool) -> bool:
     if name in SKIP_ANYWHERE or name.endswith(".egg-info") or name.startswith(SCRATCH_PREFIX):
         return True
     if top and name in SKIP_AT_TOP:
         return True
-    return (os.path.isfile(os.path.join(path, "pyvenv.cfg")) or _holds_manifest(path)
+    return (os.path.isfile(os.path.join(path, "pyvenv.cfg")) or holds_build_output(path)
             or os.path.realpath(path) in walk.keep_out)
 
 

@@ -9,7 +9,7 @@ to. Files under the output directories (the zips of earlier builds, and the
 scratch directories beside them) are left out, so a broad selection
 (``packages = ["."]``) does not grow with every build; so are those under any
 directory below the project that holds a ``manifest.json`` a build wrote
-(:meth:`Manifest.written_by_a_build`: its format and a target's artifacts in
+(:func:`hatch_lambda.scratch.holds_build_output`: its format and a target's artifacts in
 it), such as ``out1/`` of an earlier ``-d out1`` build, whichever directory
 this build writes to. Each directory is looked at once per function. A file
 hatch's ``force-include`` names outside the project is shipped: it was asked
@@ -23,9 +23,9 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from hatch_lambda.assemble.manifest import Manifest
 from hatch_lambda.errors import LambdaBuildError
 from hatch_lambda.packs.deflate import Entry
+from hatch_lambda.scratch import holds_build_output
 
 
 def confined(entries: Iterable[Entry], function: str, roots: Iterable[Path], outputs: Iterable[Path]) -> list[Entry]:
@@ -98,7 +98,7 @@ class _EarlierOutputs:
     def _is_output(self, directory: Path) -> bool:
         known = self._known.get(directory)
         if known is None:
-            known = self._known[directory] = Manifest.written_by_a_build(directory)
+            known = self._known[directory] = holds_build_output(directory)
         return known
 
 
